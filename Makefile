@@ -1,0 +1,40 @@
+# mlperf-edge: two commands on a fresh machine.
+#   make demo   creates .venv, installs, runs the whole loop here, prints the results table
+#   make test   installs what the tests need (Mosquitto, PostgreSQL) and runs them all
+#   make bench  performance benchmarks (ratios, not assertions)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench test-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[all,test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlperf-controller demo --runs 2
+
+# Real parts the integration tests start themselves on free loopback ports.
+test-deps:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
+	  (apt-get install -y -qq mosquitto >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq mosquitto))
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq postgresql))
+
+# pytest exit code 5 means it collected no tests: that is a broken suite, not a pass.
+test: $(STAMP) test-deps
+	@$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+bench: $(STAMP)
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,150 @@
+"""``mlperf-agent``: the command a lab operator runs on every device.
+
+Thin wiring only: each command turns flags into plain calls into agent modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agent.protocol import BrokerUnavailable, MlperfEdgeError, parse_params
+
+app = typer.Typer(
+    help="Run MLPerf training benchmarks on this device for an mlperf-edge controller, "
+         "or locally.\n\nFirst try: `mlperf-agent run ncf --mode smoke`. On a lab shelf: "
+         "`mlperf-agent start --broker mqtt://lab:1883`.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+_debug = False
+
+
+@app.callback()
+def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and "
+                                                 "debug logs.")] = False) -> None:
+    global _debug
+    _debug = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    logging.getLogger("paho").setLevel(logging.WARNING)
+
+
+Broker = Annotated[Optional[str], typer.Option(
+    "--broker", envvar="MLPERF_BROKER",
+    help="MQTT broker URL, mqtt://HOST[:1883] or mqtts://USER:PASS@HOST[:8883].")]
+Name = Annotated[Optional[str], typer.Option(
+    "--name", envvar="MLPERF_AGENT_NAME",
+    help="This device's name in the fleet (unique; default: the host name).")]
+DataRoot = Annotated[Optional[Path], typer.Option(
+    "--data-root", envvar="MLPERF_DATA_ROOT",
+    help="Folder holding the datasets (e.g. DIR/ml-20m/ratings.csv); default ~/mlperf-data.")]
+WorkDir = Annotated[Optional[Path], typer.Option(
+    "--work-dir", envvar="MLPERF_WORK_DIR",
+    help="Folder for job output and the result spool; default "
+         "~/.local/share/mlperf-edge/agent.")]
+ConfigFile = Annotated[Optional[Path], typer.Option(
+    "--config", envvar="MLPERF_AGENT_CONFIG",
+    help="YAML file with any of these settings (default ~/.config/mlperf-edge/agent.yaml).")]
+
+
+@app.command()
+def start(
+    broker: Broker = None, name: Name = None, data_root: DataRoot = None,
+    work_dir: WorkDir = None, config: ConfigFile = None,
+    tag: Annotated[Optional[list[str]], typer.Option(
+        "--tag", help="A tag the controller can select devices by (repeatable).")] = None,
+    allow: Annotated[Optional[list[str]], typer.Option(
+        "--allow", help="Only accept these benchmarks (repeatable; default: all).")] = None,
+    heartbeat_s: Annotated[Optional[float], typer.Option(
+        "--heartbeat-s", help="Seconds between heartbeats (default 5).")] = None,
+    resend_s: Annotated[Optional[float], typer.Option(
+        "--resend-s", help="Seconds before an unacknowledged result is sent again "
+                           "(default 30).")] = None,
+    prefix: Annotated[Optional[str], typer.Option(
+        "--prefix", envvar="MLPERF_PREFIX", help="Topic prefix (default mlperf/v1).")] = None,
+) -> None:
+    """Connect to the broker, announce this device and run jobs one at a time until Ctrl-C.
+
+    Ctrl-C (or SIGTERM) cancels the running job, reports it as cancelled and goes offline.
+    Results are kept in a local spool until the controller acknowledges them.
+    """
+    from agent.service import AgentService
+    from agent.settings import resolve
+
+    settings = resolve(dict(broker=broker, name=name, data_root=data_root, work_dir=work_dir,
+                            tags=tag, allow=allow, heartbeat_s=heartbeat_s, resend_s=resend_s,
+                            prefix=prefix),
+                       config)
+    service = AgentService(settings)
+    stop = threading.Event()
+    _on_signals(stop)
+    try:
+        service.start(abort=stop)
+    except BrokerUnavailable:
+        if stop.is_set():                       # Ctrl-C while still connecting
+            raise typer.Exit(0) from None
+        raise
+    while not stop.wait(0.5):
+        pass
+    service.stop("agent stopped by signal")
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handler(signum, _frame):
+        if stop.is_set():                      # a second Ctrl-C: leave now
+            raise SystemExit(130)
+        logging.getLogger("mlperf.agent").info("%s received; stopping",
+                                               signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+def run(
+    benchmark: Annotated[str, typer.Argument(help="Benchmark name, e.g. ncf.")],
+    mode: Annotated[str, typer.Option(
+        "--mode", help="smoke (seconds, synthetic data), reduced (bounded steps on the real "
+                       "data, with a projection) or full (to the MLPerf quality target).")
+    ] = "smoke",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config value, KEY=VALUE (repeatable).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(
+        "--max-steps", help="Stop after this many training steps.")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option(
+        "--max-seconds", help="Stop after this many seconds of training.")] = None,
+    data_root: DataRoot = None, work_dir: WorkDir = None, name: Name = None,
+    config: ConfigFile = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run one benchmark here, without a controller, and print the result a job would give."""
+    from agent.local import run_local
+    from agent.settings import resolve
+
+    settings = resolve(dict(name=name, data_root=data_root, work_dir=work_dir), config)
+    result = run_local(settings, benchmark, mode, seed, parse_params(set_), max_steps,
+                       max_seconds, as_json)
+    raise typer.Exit(0 if result.status == "done" else 1)
+
+
+def main() -> None:
+    """Console entry point: known errors become one line and exit code 1."""
+    try:
+        app(standalone_mode=True)
+    except MlperfEdgeError as exc:
+        if _debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What the agent announces about its device: capabilities (once per connection) and load
+(every heartbeat). Cheap reads only; nothing here may slow a running benchmark."""
+
+from __future__ import annotations
+
+import platform
+import socket
+
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from agent.protocol import Capabilities
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of a distribution, without importing it (torch takes seconds)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def capabilities(benchmarks: list[str], root: Path = Path("/")) -> Capabilities:
+    """Describe this device. ``root`` lets a container read the host's /proc and /dev."""
+    return Capabilities(
+        hostname=socket.gethostname(),
+        os=f"{platform.system()} {platform.release()}",
+        arch=platform.machine(),
+        cpu_count=psutil.cpu_count() or 1,
+        memory_total_bytes=psutil.virtual_memory().total,
+        python=platform.python_version(),
+        torch=package_version("torch"),
+        benchmarks=sorted(benchmarks),
+        accelerators=accelerators(root),
+        agent_version=package_version("mlperf-edge") or "unknown",
+    )
+
+
+def accelerators(root: Path = Path("/")) -> list[str]:
+    """NVIDIA GPUs the driver exposes (names from /proc/driver/nvidia), without NVML."""
+    gpus = []
+    for info in sorted((root / "proc/driver/nvidia/gpus").glob("*/information")):
+        model = next((line.split(":", 1)[1].strip() for line in _lines(info)
+                      if line.startswith("Model:")), "NVIDIA GPU")
+        gpus.append(f"cuda:{len(gpus)} {model}")
+    if not gpus and (root / "etc/nv_tegra_release").exists():
+        gpus.append("cuda:0 NVIDIA Tegra (integrated)")
+    return gpus
+
+
+def temperature_c(root: Path = Path("/")) -> float | None:
+    """Hottest thermal zone in degrees C (sysfs reports millidegrees), or None if none."""
+    readings = []
+    for zone in (root / "sys/class/thermal").glob("thermal_zone*/temp"):
+        try:
+            readings.append(int(zone.read_text().strip()) / 1000.0)
+        except (OSError, ValueError):
+            continue
+    return max(readings) if readings else None
+
+
+def load() -> dict[str, float]:
+    """CPU % since the previous call (all cores, 0-100 x cores averaged) and memory %."""
+    return {"cpu_percent": psutil.cpu_percent(interval=None),
+            "memory_percent": psutil.virtual_memory().percent}
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+

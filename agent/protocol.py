@@ -1,0 +1,712 @@
+"""The wire contract between mlperf-edge agents and controllers.
+
+Everything that crosses the broker is defined here and nowhere else: topic builders, message
+models, the job lifecycle both sides enforce, the codec (size limit, schema version, strict
+validation) and the MQTT link both sides connect with. The controller imports this module and
+nothing else from ``agent``.
+
+Topics (prefix default ``mlperf/v1``)::
+
+    {prefix}/agents/{agent_id}/status      AgentStatus       agent -> all, retained; Last Will = offline
+    {prefix}/agents/{agent_id}/heartbeat   Heartbeat         agent -> controller
+    {prefix}/agents/{agent_id}/jobs        JobAssignment     controller -> agent
+    {prefix}/agents/{agent_id}/control     CancelJob         controller -> agent
+    {prefix}/agents/{agent_id}/acks        ResultAck         controller -> agent
+    {prefix}/jobs/{job_id}/events          JobEvent          agent -> controller (states + raw MLLOG lines)
+    {prefix}/jobs/{job_id}/result          JobResult         agent -> controller (spooled until acked)
+    {prefix}/controller/status             ControllerStatus  controller -> all, retained; Last Will = offline
+
+Only MQTT 3.1.1 is required (the embedded demo broker speaks nothing newer). Every message is
+JSON with ``schema`` (version), ``seq`` (per-sender sequence number), ``sent_at`` (unix s)
+and ``job_id`` (``null`` where no job is concerned), so QoS 1 redelivery is idempotent.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "mlperf/v1"
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_MLLOG_LINES_PER_EVENT = 500
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors shared by both sides (each package adds its own below MlperfEdgeError)
+
+class MlperfEdgeError(Exception):
+    """Base of every error this product raises on purpose; the CLIs print it as one line."""
+
+
+class ConfigError(MlperfEdgeError):
+    """A setting, flag or file given by the user is wrong."""
+
+
+class ProtocolError(MlperfEdgeError):
+    """A message or topic does not follow this contract."""
+
+
+class BrokerUnavailable(MlperfEdgeError):
+    """The MQTT broker cannot be reached or refused the connection."""
+
+
+class IllegalTransition(MlperfEdgeError):
+    """A job lifecycle move that the state machine forbids."""
+
+
+# --------------------------------------------------------------------------------------------
+# Topics
+
+def check_id(value: str, what: str = "id") -> str:
+    """Return ``value`` if it is a valid agent/job/campaign id, else raise ProtocolError.
+
+    Ids become topic levels, so MQTT wildcards and separators (``+ # /``) are refused.
+    """
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ProtocolError(
+            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit")
+    return value
+
+
+class Topics:
+    """Builds every topic of the contract under one prefix (default ``mlperf/v1``)."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if not prefix or prefix.startswith("/") or prefix.endswith("/") or any(
+                c in prefix for c in "+#\0"):
+            raise ConfigError(f"invalid topic prefix {prefix!r}: no wildcards, no leading or "
+                              "trailing '/' (example: mlperf/v1)")
+        self.prefix = prefix
+
+    def agent_status(self, agent_id: str) -> str:
+        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/status"
+
+    def agent_heartbeat(self, agent_id: str) -> str:
+        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/heartbeat"
+
+    def agent_jobs(self, agent_id: str) -> str:
+        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/jobs"
+
+    def agent_control(self, agent_id: str) -> str:
+        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/control"
+
+    def agent_acks(self, agent_id: str) -> str:
+        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/acks"
+
+    def job_events(self, job_id: str) -> str:
+        return f"{self.prefix}/jobs/{check_id(job_id, 'job id')}/events"
+
+    def job_result(self, job_id: str) -> str:
+        return f"{self.prefix}/jobs/{check_id(job_id, 'job id')}/result"
+
+    def controller_status(self) -> str:
+        return f"{self.prefix}/controller/status"
+
+    def sync(self, client_id: str) -> str:
+        """A private topic a client publishes to itself as an ordering barrier."""
+        return f"{self.prefix}/sync/{check_id(client_id, 'client id')}"
+
+    # Subscription patterns (the controller's view of the whole fleet).
+    def all_agent_status(self) -> str:
+        return f"{self.prefix}/agents/+/status"
+
+    def all_heartbeats(self) -> str:
+        return f"{self.prefix}/agents/+/heartbeat"
+
+    def all_job_events(self) -> str:
+        return f"{self.prefix}/jobs/+/events"
+
+    def all_job_results(self) -> str:
+        return f"{self.prefix}/jobs/+/result"
+
+    def id_in(self, topic: str) -> str:
+        """The agent or job id of a topic built by this class (the level after the kind)."""
+        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
+        parts = rest.split("/")
+        if len(parts) != 3 or parts[0] not in ("agents", "jobs"):
+            raise ProtocolError(f"topic {topic!r} is not under {self.prefix}/agents|jobs/ID/...")
+        return check_id(parts[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Job lifecycle: one enum, one transition function (DESIGN.md section 3)
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    PREPARING = "preparing"
+    COOLING = "cooling"
+    RUNNING = "running"
+    REPORTING = "reporting"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+_ENDS = {JobState.FAILED, JobState.CANCELLED, JobState.LOST}
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.ASSIGNED, JobState.CANCELLED}),
+    JobState.ASSIGNED: frozenset({JobState.ACCEPTED} | _ENDS),
+    JobState.ACCEPTED: frozenset({JobState.PREPARING} | _ENDS),
+    # Cooling is skipped where the device profile sets no thermal threshold.
+    JobState.PREPARING: frozenset({JobState.COOLING, JobState.RUNNING} | _ENDS),
+    JobState.COOLING: frozenset({JobState.RUNNING} | _ENDS),
+    JobState.RUNNING: frozenset({JobState.REPORTING} | _ENDS),
+    # A job cancelled or failed while running still passes through reporting: its result
+    # (status cancelled/failed) is spooled and sent like any other.
+    JobState.REPORTING: frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED,
+                                   JobState.LOST}),
+    # A lost agent may come back with a spooled result: data is never thrown away.
+    JobState.LOST: frozenset({JobState.REPORTING, JobState.DONE, JobState.FAILED,
+                              JobState.CANCELLED}),
+    JobState.DONE: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+
+def transition(current: JobState, new: JobState) -> JobState:
+    """Return ``new`` if the lifecycle allows ``current -> new``; else raise IllegalTransition."""
+    if new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none (terminal)"
+        raise IllegalTransition(f"job cannot go from {current.value} to {new.value} "
+                                f"(allowed: {allowed})")
+    return new
+
+
+def path(current: JobState, target: JobState) -> list[JobState]:
+    """Shortest list of legal moves from ``current`` to ``target`` (empty if equal).
+
+    The controller uses it when a result shows a job finished but some of its state events
+    never arrived (QoS 1 is not delivery): the skipped states are recorded, not invented
+    out of order. Raises IllegalTransition when ``target`` cannot be reached at all.
+    """
+    if current == target:
+        return []
+    frontier: deque[list[JobState]] = deque([[current]])
+    seen = {current}
+    while frontier:
+        route = frontier.popleft()
+        for nxt in sorted(TRANSITIONS[route[-1]], key=lambda s: s.value):
+            # Never route through 'lost': it is an observation, not a step an agent takes.
+            if nxt in seen or (nxt == JobState.LOST and nxt != target):
+                continue
+            if nxt == target:
+                return route[1:] + [nxt]
+            seen.add(nxt)
+            frontier.append(route + [nxt])
+    raise IllegalTransition(f"job cannot go from {current.value} to {target.value}")
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+
+Mode = Literal["smoke", "reduced", "full"]
+ParamValue = StrictBool | StrictInt | StrictFloat | StrictStr
+Id = Field(pattern=ID_PATTERN)
+
+
+class Message(BaseModel):
+    """Fields every message carries. ``schema`` is the contract version on the wire."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    seq: int = Field(ge=0, description="per-sender sequence number")
+    sent_at: float = Field(description="unix time the sender built the message, s")
+    job_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class Capabilities(BaseModel):
+    """What a device is and can run, as the agent announces it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    hostname: str
+    os: str
+    arch: str
+    cpu_count: int = Field(ge=1)
+    memory_total_bytes: int = Field(ge=0)
+    python: str
+    torch: str | None = None
+    benchmarks: list[str] = Field(default_factory=list)
+    accelerators: list[str] = Field(default_factory=list)
+    agent_version: str
+
+
+class AgentStatus(Message):
+    """Retained presence of one agent. Its Last Will is the same message with state offline."""
+
+    agent_id: str = Field(pattern=ID_PATTERN)
+    name: str
+    state: Literal["online", "offline"]
+    tags: list[str] = Field(default_factory=list)
+    heartbeat_s: float = Field(gt=0, description="interval between heartbeats, s")
+    capabilities: Capabilities | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class Heartbeat(Message):
+    """Periodic liveness and load of an agent (not retained)."""
+
+    agent_id: str = Field(pattern=ID_PATTERN)
+    job_state: JobState | None = None
+    queued_jobs: int = Field(default=0, ge=0)
+    cpu_percent: float = Field(ge=0)
+    memory_percent: float = Field(ge=0, le=100)
+    temperature_c: float | None = None
+
+
+class JobAssignment(Message):
+    """A benchmark job for one agent. Names a registered reference and validated params only:
+    an agent never executes a command string that came over the wire."""
+
+    job_id: str = Field(pattern=ID_PATTERN)
+    campaign_id: str = Field(pattern=ID_PATTERN)
+    benchmark: str = Field(pattern=ID_PATTERN)
+    mode: Mode
+    run_index: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    max_steps: int | None = Field(default=None, ge=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+
+
+def parse_params(items: list[str] | None) -> dict[str, ParamValue]:
+    """``["lr=0.1", "layers=256,128"]`` -> job params. Values stay strings: the reference's
+    typed config parses them (and rejects an unknown key or a bad type)."""
+    params: dict[str, ParamValue] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
+class CancelJob(Message):
+    """Ask an agent to cancel a queued or running job; it reports the job cancelled."""
+
+    job_id: str = Field(pattern=ID_PATTERN)
+    reason: str = Field(default="cancelled by the controller", max_length=500)
+
+
+class JobEvent(Message):
+    """A state change of a job and/or a batch of raw ``:::MLLOG`` lines, forwarded untouched."""
+
+    job_id: str = Field(pattern=ID_PATTERN)
+    agent_id: str = Field(pattern=ID_PATTERN)
+    state: JobState | None = None
+    detail: str | None = Field(default=None, max_length=2000)
+    mllog: list[str] = Field(default_factory=list, max_length=MAX_MLLOG_LINES_PER_EVENT)
+
+
+class Target(BaseModel):
+    """A quality target: reached when ``value`` is met in ``direction``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    metric: str
+    value: float
+    direction: Literal["max", "min"]
+    source: str
+
+
+class Projection(BaseModel):
+    """An estimate of time-to-train from a bounded run. Never a result."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    kind: Literal["projection"]
+    time_to_train_s: float
+    epochs_to_converge: float
+    epoch_time_s: float
+    basis: str
+
+
+class ReferenceOutcome(BaseModel):
+    """What a reference run wrote to its ``result.json`` (see references/common/result.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    schema_version: Literal[1] = Field(default=1, alias="schema")
+    benchmark: str
+    mode: Mode
+    status: Literal["success", "aborted"]
+    reached_target: bool
+    target: Target
+    quality: float | None
+    epochs: int
+    samples_trained: int
+    timed_window_s: float
+    time_to_target_s: float | None
+    time_to_train_s: float | None
+    throughput_samples_per_s: float | None
+    epoch_time_s: float | None
+    projection: Projection | None
+    stop_reason: str
+    dataset: str
+    config: dict[str, Any]
+    source_revision: str
+    seed: int
+    platform: str
+    mllog_file: str
+
+
+def quality_text(outcome: ReferenceOutcome | None) -> str:
+    """'hr@10 0.712 >= 0.600 (reached)' -- the quality reached against the target."""
+    if outcome is None:
+        return "-"
+    t = outcome.target
+    op = ">=" if t.direction == "max" else "<="
+    got = "n/a" if outcome.quality is None else f"{outcome.quality:.4g}"
+    return f"{t.metric} {got} {op} {t.value:.4g} ({'reached' if outcome.reached_target else 'not reached'})"
+
+
+class TimedWindow(BaseModel):
+    """The MLPerf timed window, read by the agent from the forwarded MLLOG lines."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    run_start_ms: int
+    run_stop_ms: int
+    duration_s: float
+
+
+class JobResult(Message):
+    """The outcome of one job. Spooled on the agent until a ResultAck names ``result_id``."""
+
+    job_id: str = Field(pattern=ID_PATTERN)
+    result_id: str = Field(pattern=ID_PATTERN, description="idempotency key")
+    agent_id: str = Field(pattern=ID_PATTERN)
+    campaign_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    benchmark: str
+    mode: Mode
+    run_index: int = Field(ge=1)
+    status: Literal["done", "failed", "cancelled"]
+    started_at: float
+    finished_at: float
+    exit_code: int | None = None
+    error: str | None = Field(default=None, max_length=4000)
+    timed_window: TimedWindow | None = None
+    outcome: ReferenceOutcome | None = None
+    mllog_lines: int = Field(default=0, ge=0)
+
+    @property
+    def final_state(self) -> JobState:
+        return JobState(self.status)
+
+
+class ResultAck(Message):
+    """The controller stored a result; the agent may drop it from its spool."""
+
+    job_id: str = Field(pattern=ID_PATTERN)
+    result_id: str = Field(pattern=ID_PATTERN)
+
+
+class ControllerStatus(Message):
+    """Retained presence of the controller that dispatches (serve, or an attached run)."""
+
+    controller_id: str = Field(pattern=ID_PATTERN)
+    state: Literal["online", "offline"]
+    store: str = Field(description="results store URL, password removed")
+    version: str
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# --------------------------------------------------------------------------------------------
+# Codec
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a message to JSON bytes; refuse one larger than MAX_PAYLOAD_BYTES."""
+    payload = message.model_dump_json(by_alias=True).encode()
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{type(message).__name__} is {len(payload)} bytes; "
+                            f"the limit is {MAX_PAYLOAD_BYTES}")
+    return payload
+
+
+def decode(model: type[M], payload: bytes, topic: str = "?") -> M:
+    """Parse and strictly validate ``payload`` as ``model``; ProtocolError names what is wrong."""
+    name = model.__name__
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{name} on {topic}: {len(payload)} bytes exceeds the "
+                            f"{MAX_PAYLOAD_BYTES}-byte limit")
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"{name} on {topic}: not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"{name} on {topic}: expected a JSON object")
+    version = raw.get("schema")
+    if version != SCHEMA_VERSION:
+        raise ProtocolError(f"{name} on {topic}: schema {version!r} is not the version this "
+                            f"build speaks ({SCHEMA_VERSION})")
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ProtocolError(f"{name} on {topic}: {where}: {first['msg']}{more}") from None
+
+
+class Sequence:
+    """Per-sender message sequence numbers (thread-safe, strictly increasing)."""
+
+    def __init__(self) -> None:
+        self._next = count()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, Any]:
+        """The ``seq`` and ``sent_at`` fields for the next message."""
+        with self._lock:
+            return {"seq": next(self._next), "sent_at": time.time()}
+
+
+# --------------------------------------------------------------------------------------------
+# Transport: one MQTT connection both sides use
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://...`` (TLS, 8883)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerUrl:
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ConfigError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ConfigError(f"broker URL {url!r} has no host (example: mqtt://lab:1883)")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ConfigError(f"broker URL {url!r}: the port is not a number 1-65535") from None
+        return cls(parts.hostname, port, tls,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+    def __str__(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+Handler = Callable[[str, Any], None]
+
+
+class Link:
+    """One MQTT 3.1.1 connection whose routes survive reconnects.
+
+    Routes are subscribed in ``on_connect`` (so a reconnect resubscribes) and dispatched with
+    ``message_callback_add``; a handler gets the topic and the decoded message. A message that
+    breaks the contract is logged and dropped; a handler that raises is logged; neither stops
+    the link. TCP_NODELAY is set on the socket (paho never does; it halves round trips).
+    """
+
+    def __init__(self, url: str | BrokerUrl, client_id: str, topics: Topics, *,
+                 persistent: bool = False, will: tuple[str, BaseModel] | None = None,
+                 keepalive_s: int = 30) -> None:
+        self.url = url if isinstance(url, BrokerUrl) else BrokerUrl.parse(url)
+        self.client_id = check_id(client_id, "client id")
+        self.topics = topics
+        self.keepalive_s = keepalive_s
+        self.connected = threading.Event()
+        self._routes: list[tuple[str, int]] = [(topics.sync(client_id), 1)]
+        self._refused: str | None = None
+        self._closing = False
+        self._barriers: dict[str, threading.Event] = {}
+        #: Called on the network thread after every (re)connect, once routes are subscribed.
+        self.on_connected: list[Callable[[], None]] = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        clean_session=not persistent, protocol=mqtt.MQTTv311)
+        c.on_socket_open = lambda _c, _u, sock: _nodelay(sock)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.message_callback_add(topics.sync(client_id), self._on_sync)
+        c.max_queued_messages_set(0)          # never drop our own outgoing messages
+        c.max_inflight_messages_set(100)
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        if self.url.username:
+            c.username_pw_set(self.url.username, self.url.password)
+        if self.url.tls:
+            c.tls_set()
+        if will:
+            c.will_set(will[0], encode(will[1]), qos=1, retain=True)
+        self.client = c
+
+    # -- routing -----------------------------------------------------------------------------
+    def route(self, pattern: str, model: type[M], handler: Callable[[str, M], None]) -> None:
+        """Subscribe ``pattern`` (QoS 1) and call ``handler(topic, message)`` for each message."""
+
+        def dispatch(_client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+            try:
+                handler(msg.topic, decode(model, msg.payload, msg.topic))
+            except MlperfEdgeError as exc:
+                log.warning("rejected: %s", exc)
+            except Exception:  # a bug in a handler must not stop the link
+                log.exception("handler for %s failed", msg.topic)
+
+        self.client.message_callback_add(pattern, dispatch)
+        self._routes.append((pattern, 1))
+        if self.connected.is_set():
+            self.client.subscribe(pattern, qos=1)
+
+    def _on_connect(self, client, _userdata, _flags, reason, _props) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+            return
+        client.subscribe(self._routes)
+        self.connected.set()
+        log.debug("connected to %s as %s", self.url, self.client_id)
+        for hook in self.on_connected:
+            try:
+                hook()
+            except Exception:
+                log.exception("on_connected hook failed")
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason, _props) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if was and not self._closing:
+            log.warning("lost the broker at %s (%s); reconnecting", self.url, reason)
+
+    # -- connection --------------------------------------------------------------------------
+    def connect(self, retry_for_s: float | None = None,
+                abort: threading.Event | None = None) -> None:
+        """Connect, retrying with backoff (1 s doubling to 30 s) and saying so on each try.
+
+        ``retry_for_s=None`` retries forever (an agent is a daemon) unless ``abort`` is set.
+        Raises BrokerUnavailable when the time is up, when aborted, or when the broker refuses
+        the client (bad credentials).
+        """
+        abort = abort or threading.Event()
+        deadline = None if retry_for_s is None else time.monotonic() + retry_for_s
+        delay_s = 1.0
+        while True:
+            try:
+                self.client.connect(self.url.host, self.url.port, keepalive=self.keepalive_s)
+                break
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                if deadline is not None and time.monotonic() + delay_s > deadline:
+                    raise BrokerUnavailable(f"cannot reach the broker at {self.url}: {reason}")
+                log.warning("broker %s unreachable (%s); retrying in %.0f s",
+                            self.url, reason, delay_s)
+                if abort.wait(delay_s):
+                    raise BrokerUnavailable(f"gave up connecting to {self.url}") from None
+                delay_s = min(delay_s * 2, 30.0)
+        self.client.loop_start()
+        wait_until = time.monotonic() + 10.0
+        while not self.connected.wait(0.05):
+            if self._refused or time.monotonic() > wait_until:
+                self.client.loop_stop()
+                why = self._refused or "no CONNACK within 10 s"
+                raise BrokerUnavailable(f"the broker at {self.url} refused the connection: {why}")
+
+    def publish(self, topic: str, message: BaseModel, *, retain: bool = False,
+                qos: int = 1) -> mqtt.MQTTMessageInfo:
+        """Publish a message (QoS 1 by default). Queued by paho while disconnected."""
+        return self.client.publish(topic, encode(message), qos=qos, retain=retain)
+
+    def barrier(self, timeout_s: float = 5.0) -> bool:
+        """Publish to ourselves and wait for it to come back; False on timeout.
+
+        The broker handles one client's packets in order, so once the barrier returns, the
+        retained messages of every earlier subscription have been delivered. Used to read the
+        fleet's retained presence without guessing a sleep.
+        """
+        token = f"{self.client_id}-{time.monotonic_ns()}"
+        done = self._barriers[token] = threading.Event()
+        self.client.publish(self.topics.sync(self.client_id), token.encode(), qos=1)
+        return done.wait(timeout_s)
+
+    def _on_sync(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
+        event = self._barriers.pop(msg.payload.decode(errors="replace"), None)
+        if event:
+            event.set()
+
+    def close(self, final: tuple[str, BaseModel] | None = None, timeout_s: float = 5.0) -> None:
+        """Optionally publish a last retained message (e.g. offline), then disconnect cleanly.
+
+        A clean DISCONNECT suppresses the Last Will, which is why ``final`` exists.
+        """
+        self._closing = True
+        if final and self.connected.is_set():
+            info = self.publish(final[0], final[1], retain=True)
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+
+def read_settings_file(path: Path | None, default: Path, known: set[str]) -> dict[str, Any]:
+    """The mapping in a CLI's YAML settings file, keys checked against ``known``.
+
+    Both CLIs layer settings as flags > environment > this file > defaults. A missing default
+    file is fine ({}); a missing explicit one, bad YAML or an unknown key is a ConfigError.
+    """
+    explicit = path is not None
+    path = (path or default).expanduser()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of settings")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known))})")
+    return data
+
+
+def _nodelay(sock: Any) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (e.g. websockets, unix)
+        pass

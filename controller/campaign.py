@@ -1,0 +1,135 @@
+"""``mlperf-controller run``: create a campaign (benchmarks x devices x runs) and see it through.
+
+If a controller is already serving (its retained presence says so) this only queues the
+campaign in the shared store and watches; otherwise it dispatches in-process until done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from agent.protocol import CancelJob, JobState, Sequence, check_id
+from controller import fleet
+from controller.errors import CampaignError
+from controller.models import Campaign
+from controller.service import ControllerService
+from controller.settings import ControllerSettings
+from controller.store import FINISHED, Store, redact
+
+log = logging.getLogger("mlperf.controller")
+
+
+@dataclass
+class CampaignRequest:
+    """What the operator asked for."""
+
+    benchmarks: list[str]
+    devices: str = "all"
+    runs: int = 1
+    mode: str = "smoke"
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 1
+    max_steps: int | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.benchmarks:
+            raise CampaignError("--benchmarks is empty (example: --benchmarks ncf)")
+        for b in self.benchmarks:
+            check_id(b, "benchmark name")
+        if self.mode not in ("smoke", "reduced", "full"):
+            raise CampaignError(f"--mode {self.mode!r}: use smoke, reduced or full")
+        if self.runs < 1:
+            raise CampaignError("--runs must be at least 1")
+
+
+def run_campaign(settings: ControllerSettings, store: Store, req: CampaignRequest, *,
+                 detach: bool = False, connect_timeout_s: float = 30.0,
+                 timeout_s: float | None = None, console: Console | None = None,
+                 show_progress: bool = True) -> Campaign:
+    """Create the campaign and (unless detached) wait for every job to end."""
+    console = console or Console(stderr=True)
+    snap = fleet.snapshot(settings, store, connect_timeout_s)
+    service = None
+    if snap.controller_online:
+        if snap.controller.store != redact(store.url):
+            raise CampaignError(
+                f"a controller is already serving this broker with store {snap.controller.store};"
+                f" pass --db for that store (this command uses {redact(store.url)})")
+    elif detach:
+        console.print("[yellow]no controller is serving: the campaign is queued and starts "
+                      "when `mlperf-controller serve` runs[/]")
+    else:
+        service = ControllerService(settings, store)
+    devices = fleet.select_devices(req.devices, store.devices(), req.benchmarks)
+    if service is not None:
+        service.start(connect_timeout_s)
+    try:
+        campaign = store.create_campaign(
+            req.benchmarks, req.mode, req.runs, [d.agent_id for d in devices], req.devices,
+            req.params, req.seed, req.max_steps, req.max_seconds)
+        console.print(f"campaign [bold]{campaign.id}[/]: {', '.join(req.benchmarks)} "
+                      f"({req.mode}) x {len(devices)} device(s) x {req.runs} run(s)")
+        if service is not None:
+            service.wake()
+        if not detach:
+            watch(store, campaign.id, console, timeout_s, show_progress)
+    finally:
+        if service is not None:
+            service.stop()
+    return store.campaign(campaign.id)
+
+
+def watch(store: Store, campaign_id: str, console: Console, timeout_s: float | None = None,
+          show_progress: bool = True, poll_s: float = 0.5) -> None:
+    """Show a progress bar until every job of the campaign has ended (or Ctrl-C/timeout)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    counts = store.progress(campaign_id)
+    total = sum(counts.values())
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[states]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not show_progress, transient=False) as bar:
+        task = bar.add_task(campaign_id, total=total, states="")
+        try:
+            while True:
+                counts = store.progress(campaign_id)
+                finished = sum(n for s, n in counts.items() if s in FINISHED)
+                states = " ".join(f"{s.value} {counts[s.value]}" for s in JobState
+                                  if counts[s.value])
+                bar.update(task, completed=finished, states=states)
+                if finished >= total:
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise CampaignError(f"campaign {campaign_id} not finished after {timeout_s:g} s"
+                                        f" ({states}); it goes on: `mlperf-controller results "
+                                        f"--campaign {campaign_id}`")
+                time.sleep(poll_s)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]stopped watching; campaign {campaign_id} goes on. Its "
+                          "results are kept on the devices until `mlperf-controller serve` "
+                          "collects them.[/]")
+            raise
+
+
+def cancel_campaign(settings: ControllerSettings, store: Store, campaign_id: str,
+                    connect_timeout_s: float = 10.0) -> int:
+    """Cancel queued jobs in the store and ask devices to cancel the ones they hold."""
+    out = store.cancel_campaign(campaign_id)
+    if out:
+        link = fleet.short_link(settings)
+        link.connect(connect_timeout_s)
+        seq = Sequence()
+        try:
+            for job in out:
+                link.publish(link.topics.agent_control(job.agent_id),
+                             CancelJob(job_id=job.id, reason="campaign cancelled", **seq())
+                             ).wait_for_publish(5)
+        finally:
+            link.close()
+    return len(out)

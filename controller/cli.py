@@ -1,0 +1,262 @@
+"""``mlperf-controller``: the lab workstation's command. Thin wiring to controller modules.
+
+Every command takes --broker/--db/--prefix (or MLPERF_BROKER/MLPERF_DB/MLPERF_PREFIX, or the
+config file ~/.config/mlperf-edge/controller.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.highlighter import NullHighlighter
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from agent.protocol import BrokerUnavailable, MlperfEdgeError, parse_params
+
+app = typer.Typer(
+    help="Benchmark a fleet of edge devices: dispatch MLPerf training jobs over MQTT and "
+         "collect time-to-train results.\n\nOne machine, no set-up: `mlperf-controller demo`. "
+         "A lab: run `mlperf-agent start --broker mqtt://LAB:1883` on each device, then "
+         "`mlperf-controller run --benchmarks ncf --devices all --mode smoke`.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+# Piped output (CI logs, `| less`) gets a wide fixed width so labels are never cut off.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+_debug = False
+
+
+@app.callback()
+def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and "
+                                                 "debug logs.")] = False) -> None:
+    global _debug
+    _debug = debug
+    # Through the same console as the progress bars, so log lines print above them.
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s",
+                        datefmt="%H:%M:%S",
+                        handlers=[RichHandler(console=err, show_level=False, show_path=False,
+                                              markup=False, highlighter=NullHighlighter())])
+    logging.getLogger("paho").setLevel(logging.WARNING)
+
+
+Broker = Annotated[Optional[str], typer.Option(
+    "--broker", envvar="MLPERF_BROKER", help="MQTT broker URL (default mqtt://localhost:1883).")]
+Db = Annotated[Optional[str], typer.Option(
+    "--db", envvar="MLPERF_DB",
+    help="Results store: any SQLAlchemy URL, e.g. sqlite:///results.db or "
+         "postgresql+psycopg://user:pw@host/db (default: SQLite in "
+         "~/.local/share/mlperf-edge/controller.db).")]
+Prefix = Annotated[Optional[str], typer.Option(
+    "--prefix", envvar="MLPERF_PREFIX", help="Topic prefix (default mlperf/v1).")]
+ConfigFile = Annotated[Optional[Path], typer.Option(
+    "--config", envvar="MLPERF_CONTROLLER_CONFIG",
+    help="YAML file with broker/db/prefix (default ~/.config/mlperf-edge/controller.yaml).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _open(broker, db, prefix, config):
+    from controller.settings import resolve
+    from controller.store import Store
+
+    settings = resolve(dict(broker=broker, db=db, prefix=prefix), config)
+    return settings, Store(settings.db)
+
+
+@app.command()
+def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
+          config: ConfigFile = None) -> None:
+    """Run the controller: track devices, dispatch queued campaigns, store results (Ctrl-C
+    stops it; devices keep their results spooled until it returns)."""
+    from controller.service import ControllerService
+    from controller.store import redact
+
+    settings, store = _open(broker, db, prefix, config)
+    service = ControllerService(settings, store)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        service.start(retry_for_s=None, abort=stop)
+    except BrokerUnavailable:
+        if stop.is_set():
+            raise typer.Exit(0) from None
+        raise
+    err.print(f"serving {settings.broker} with store {redact(settings.db)}; Ctrl-C stops")
+    while not stop.wait(0.5):
+        pass
+    service.stop()
+
+
+@app.command()
+def devices(broker: Broker = None, db: Db = None, prefix: Prefix = None,
+            config: ConfigFile = None, as_json: Json = False) -> None:
+    """List devices: online/offline, last seen, capabilities, load. Reads the broker's live
+    presence when it is reachable, else the store's last known state."""
+    from controller import fleet, views
+
+    settings, store = _open(broker, db, prefix, config)
+    try:
+        fleet.snapshot(settings, store, retry_for_s=3.0)
+    except BrokerUnavailable as exc:
+        err.print(f"[yellow]{exc}; showing the last known state[/]")
+    rows = store.devices()
+    if as_json:
+        print(json.dumps([views.device_dict(d) for d in rows], indent=2))
+    elif rows:
+        out.print(views.devices_table(rows))
+    else:
+        err.print("no devices yet: run `mlperf-agent start --broker URL` on each device")
+
+
+@app.command()
+def run(
+    benchmarks: Annotated[str, typer.Option(
+        "--benchmarks", help="Comma-separated benchmark names, e.g. ncf.")],
+    devices_: Annotated[str, typer.Option(
+        "--devices", help="all (online devices), tag:TAG, or NAME[,NAME...].")] = "all",
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Runs per benchmark and device.")] = 1,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="smoke (seconds, synthetic), reduced (bounded steps on real data, "
+                       "projected) or full (to the MLPerf target).")] = "smoke",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of run 1; run N uses seed+N-1.")] = 1,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Config override KEY=VALUE for every job (repeatable).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1)] = None,
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", min=0.001)] = None,
+    detach: Annotated[bool, typer.Option(
+        "--detach", help="Queue the campaign and return at once (a running `serve` "
+                         "dispatches it).")] = False,
+    timeout_s: Annotated[Optional[float], typer.Option(
+        "--timeout", help="Give up waiting after this many seconds (the campaign goes on).")
+    ] = None,
+    connect_timeout_s: Annotated[float, typer.Option(
+        "--connect-timeout", help="Seconds to keep retrying an unreachable broker.")] = 30.0,
+    broker: Broker = None, db: Db = None, prefix: Prefix = None, config: ConfigFile = None,
+    as_json: Json = False,
+) -> None:
+    """Create a campaign (benchmarks x devices x runs) and show progress until it is done."""
+    from controller import views
+    from controller.campaign import CampaignRequest, run_campaign
+
+    settings, store = _open(broker, db, prefix, config)
+    req = CampaignRequest(benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()],
+                          devices=devices_, runs=runs, mode=mode, params=parse_params(set_),
+                          seed=seed, max_steps=max_steps, max_seconds=max_seconds)
+    try:
+        campaign = run_campaign(settings, store, req, detach=detach, timeout_s=timeout_s,
+                                connect_timeout_s=connect_timeout_s,
+                                console=err, show_progress=not as_json)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    rows = store.results(campaign.id)
+    if as_json:
+        print(json.dumps({"campaign_id": campaign.id, "state": campaign.state,
+                          "results": [views.result_dict(*r) for r in rows]}, indent=2))
+    elif not detach:
+        out.print(views.results_table(rows, f"Campaign {campaign.id}"))
+    if not detach and any(job.state != "done" for job, _, _ in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def results(campaign: Annotated[Optional[str], typer.Option(
+                "--campaign", help="Only this campaign (default: all).")] = None,
+            broker: Broker = None, db: Db = None, prefix: Prefix = None,
+            config: ConfigFile = None, as_json: Json = False) -> None:
+    """Show stored results: device, benchmark, mode, run, status, time-to-train, quality."""
+    from controller import views
+    from controller.errors import StoreError
+
+    _, store = _open(broker, db, prefix, config)
+    if campaign and store.campaign(campaign) is None:
+        raise StoreError(f"no campaign {campaign!r} (see `mlperf-controller campaigns`)")
+    rows = store.results(campaign)
+    if as_json:
+        print(json.dumps([views.result_dict(*r) for r in rows], indent=2))
+    elif rows:
+        out.print(views.results_table(rows, f"Campaign {campaign}" if campaign else "Results"))
+    else:
+        err.print("no results yet: start one with `mlperf-controller run --benchmarks ncf`")
+
+
+@app.command()
+def campaigns(broker: Broker = None, db: Db = None, prefix: Prefix = None,
+              config: ConfigFile = None, as_json: Json = False) -> None:
+    """List campaigns and how many of their jobs are in each state."""
+    from controller import views
+
+    _, store = _open(broker, db, prefix, config)
+    items = [(c, dict(store.progress(c.id))) for c in store.campaigns()]
+    if as_json:
+        print(json.dumps([views.campaign_dict(c, n) for c, n in items], indent=2))
+    else:
+        out.print(views.campaigns_table(items))
+
+
+@app.command()
+def cancel(campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+           broker: Broker = None, db: Db = None, prefix: Prefix = None,
+           config: ConfigFile = None) -> None:
+    """Cancel a campaign: queued jobs at once, running jobs on their devices."""
+    from controller.campaign import cancel_campaign
+
+    settings, store = _open(broker, db, prefix, config)
+    n = cancel_campaign(settings, store, campaign)
+    err.print(f"campaign {campaign} cancelled; {n} running job(s) asked to stop")
+
+
+@app.command()
+def logs(job: Annotated[str, typer.Argument(help="Job id (see `results --json`).")],
+         output: Annotated[Optional[Path], typer.Option(
+             "--output", "-o", help="Write to this file (e.g. for the MLPerf compliance "
+                                    "checker) instead of stdout.")] = None,
+         broker: Broker = None, db: Db = None, prefix: Prefix = None,
+         config: ConfigFile = None) -> None:
+    """Print a job's raw MLLOG lines, exactly as the reference logged them."""
+    from controller.errors import StoreError
+
+    _, store = _open(broker, db, prefix, config)
+    if store.job(job) is None:
+        raise StoreError(f"no job {job!r}")
+    text = "".join(line + "\n" for line in store.log_lines(job))
+    if output:
+        output.write_text(text)
+        err.print(f"{text.count(chr(10))} MLLOG lines written to {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def demo(runs: Annotated[int, typer.Option("--runs", min=1, help="Runs of the benchmark.")] = 2,
+         benchmark: Annotated[str, typer.Option("--benchmark")] = "ncf",
+         keep: Annotated[Optional[Path], typer.Option(
+             "--keep", help="Keep the demo's store, logs and job output in this folder.")
+         ] = None) -> None:
+    """The whole loop on this machine: embedded broker, one agent process, this controller,
+    a smoke campaign, and the results table."""
+    from controller.demo import run_demo
+
+    raise typer.Exit(run_demo(runs=runs, benchmark=benchmark, keep=keep, console=out))
+
+
+def main() -> None:
+    """Console entry point: known errors become one line and exit code 1."""
+    try:
+        app(standalone_mode=True)
+    except MlperfEdgeError as exc:
+        if _debug:
+            raise
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

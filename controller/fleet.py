@@ -1,0 +1,94 @@
+"""The fleet as the broker knows it right now: every agent's retained status and whether a
+controller is dispatching. Read with a short-lived connection; the store is brought up to date."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from agent.protocol import AgentStatus, ControllerStatus, Link, Topics
+from controller.errors import CampaignError
+from controller.models import Device
+from controller.settings import ControllerSettings
+from controller.store import Store
+
+
+@dataclass
+class Snapshot:
+    agents: dict[str, AgentStatus] = field(default_factory=dict)
+    controller: ControllerStatus | None = None
+
+    @property
+    def controller_online(self) -> bool:
+        return self.controller is not None and self.controller.state == "online"
+
+
+def short_link(settings: ControllerSettings) -> Link:
+    """A clean-session link with a unique id, for one command's brief look at the broker."""
+    return Link(settings.broker, f"mlperf-cli-{os.getpid()}-{secrets.token_hex(3)}",
+                Topics(settings.prefix))
+
+
+def snapshot(settings: ControllerSettings, store: Store, retry_for_s: float = 10.0) -> Snapshot:
+    """Connect, read retained presence (up to an ordering barrier), update the store."""
+    topics = Topics(settings.prefix)
+    seen = Snapshot()
+    link = short_link(settings)
+
+    def on_status(topic: str, status: AgentStatus) -> None:
+        if topics.id_in(topic) == status.agent_id:
+            seen.agents[status.agent_id] = status
+            store.device_status(status)
+
+    def on_controller(_topic: str, status: ControllerStatus) -> None:
+        seen.controller = status
+
+    link.route(topics.all_agent_status(), AgentStatus, on_status)
+    link.route(topics.controller_status(), ControllerStatus, on_controller)
+    link.connect(retry_for_s)
+    try:
+        link.barrier()
+    finally:
+        link.close()
+    return seen
+
+
+def select_devices(selector: str, devices: list[Device], benchmarks: list[str]) -> list[Device]:
+    """Resolve ``all``, ``tag:T`` or ``NAME,NAME`` to online devices that offer the benchmarks."""
+    online = [d for d in devices if d.state == "online"]
+    selector = selector.strip()
+    if selector == "all":
+        chosen = online
+        if not chosen:
+            raise CampaignError("no device is online; start one with "
+                                "`mlperf-agent start --broker URL` (see `mlperf-controller devices`)")
+    elif selector.startswith("tag:"):
+        tag = selector[4:]
+        chosen = [d for d in online if tag in (d.tags or [])]
+        if not chosen:
+            tags = sorted({t for d in online for t in (d.tags or [])})
+            raise CampaignError(f"no online device has tag {tag!r} "
+                                f"(tags online: {', '.join(tags) or 'none'})")
+    else:
+        by_key = {d.name: d for d in devices} | {d.agent_id: d for d in devices}
+        chosen = []
+        for name in (n.strip() for n in selector.split(",") if n.strip()):
+            dev = by_key.get(name)
+            if dev is None:
+                known = ", ".join(sorted(d.name for d in devices)) or "none"
+                raise CampaignError(f"no device named {name!r} (known: {known})")
+            if dev.state != "online":
+                raise CampaignError(f"device {name!r} is offline"
+                                    f"{f' ({dev.reason})' if dev.reason else ''}")
+            if dev not in chosen:
+                chosen.append(dev)
+        if not chosen:
+            raise CampaignError("--devices is empty: use all, tag:TAG or NAME[,NAME...]")
+    for dev in chosen:
+        offered = (dev.capabilities or {}).get("benchmarks", [])
+        missing = [b for b in benchmarks if b not in offered]
+        if missing:
+            raise CampaignError(f"device {dev.name!r} does not offer {', '.join(missing)} "
+                                f"(it offers: {', '.join(offered) or 'nothing'})")
+    return chosen

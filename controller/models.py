@@ -1,0 +1,112 @@
+"""Tables of the results store (SQLAlchemy; SQLite by default, PostgreSQL by URL).
+
+Times are unix seconds (float) so every backend stores them alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(128)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Device(Base):
+    """An agent as last seen: retained status plus the latest heartbeat."""
+
+    __tablename__ = "devices"
+    agent_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))              # online | offline
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    heartbeat_s: Mapped[float] = mapped_column(Float, default=5.0)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    load: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Campaign(Base):
+    """benchmarks x devices x runs, created by one `mlperf-controller run`."""
+
+    __tablename__ = "campaigns"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active|done|cancelled
+    benchmarks: Mapped[list[str]] = mapped_column(JSON)
+    mode: Mapped[str] = mapped_column(String(16))
+    runs: Mapped[int] = mapped_column(Integer)
+    devices: Mapped[str] = mapped_column(Text)                      # the selector as given
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Job(Base):
+    """One benchmark run on one device; ``state`` follows agent.protocol.TRANSITIONS."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    agent_id: Mapped[str] = mapped_column(ID, index=True)
+    benchmark: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    run_index: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    max_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Transition(Base):
+    """Every state change of a job, from the agent's events or the controller's own view.
+
+    ``agent_seq`` (the agent's message sequence number) is unique per job, which makes a
+    redelivered QoS 1 event a no-op.
+    """
+
+    __tablename__ = "transitions"
+    __table_args__ = (UniqueConstraint("job_id", "agent_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    agent_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[float] = mapped_column(Float)
+    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    source: Mapped[str] = mapped_column(String(16))                 # agent|controller|result
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LogLine(Base):
+    """A raw ``:::MLLOG`` line as the reference printed it (for MLCommons' tools)."""
+
+    __tablename__ = "log_lines"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    agent_seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line: Mapped[str] = mapped_column(Text)
+
+
+class Result(Base):
+    """The JobResult of a job, stored once (its ``result_id`` is the idempotency key)."""
+
+    __tablename__ = "results"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    result_id: Mapped[str] = mapped_column(ID, unique=True)
+    agent_id: Mapped[str] = mapped_column(ID)
+    status: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[float] = mapped_column(Float)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+Index("ix_jobs_agent_state", Job.agent_id, Job.state)

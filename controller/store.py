@@ -1,0 +1,336 @@
+"""The controller's results store: devices, campaigns, jobs, their transitions, MLLOG lines and
+results. Every method is one short transaction; the MQTT thread and the dispatcher share it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.protocol import (AgentStatus, ConfigError, Heartbeat, IllegalTransition, JobEvent,
+                            JobResult, JobState, path, transition)
+from controller.errors import StoreError
+from controller.models import Base, Campaign, Device, Job, LogLine, Result, Transition
+
+ACTIVE = tuple(s.value for s in JobState
+               if not s.terminal and s not in (JobState.QUEUED, JobState.LOST))
+FINISHED = tuple(s.value for s in JobState if s.terminal or s == JobState.LOST)
+
+
+def default_db_url() -> str:
+    home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
+    return f"sqlite:///{home / 'mlperf-edge' / 'controller.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and presence messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A job the store just moved from queued to assigned, for one online device."""
+
+    job: Job
+    agent_id: str
+
+
+class Store:
+    """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the results store {redact(url)}: "
+                             f"{str(exc.orig).strip().splitlines()[0]}") from None
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        with self._lock, self._session() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- devices -----------------------------------------------------------------------------
+    def device_status(self, status: AgentStatus) -> str | None:
+        """Record an agent's presence; return its previous state (None if new)."""
+        now = time.time()
+        with self.tx() as s:
+            dev = s.get(Device, status.agent_id)
+            previous = dev.state if dev else None
+            if dev is None:
+                dev = Device(agent_id=status.agent_id, first_seen=now)
+                s.add(dev)
+            dev.name, dev.state, dev.tags = status.name, status.state, list(status.tags)
+            dev.heartbeat_s, dev.last_seen, dev.reason = status.heartbeat_s, now, status.reason
+            if status.capabilities is not None:
+                dev.capabilities = status.capabilities.model_dump()
+            return previous
+
+    def heartbeat(self, beat: Heartbeat) -> str | None:
+        """Record a heartbeat; an agent that beats is online. Returns its previous state."""
+        with self.tx() as s:
+            dev = s.get(Device, beat.agent_id)
+            if dev is None:
+                return None                     # status comes first; it is retained
+            previous = dev.state
+            dev.state, dev.last_seen = "online", time.time()
+            dev.load = beat.model_dump(include={"cpu_percent", "memory_percent",
+                                                "temperature_c", "job_id", "queued_jobs"})
+            return previous
+
+    def devices(self) -> list[Device]:
+        with self.tx() as s:
+            return list(s.scalars(select(Device).order_by(Device.name)))
+
+    def stale_devices(self, now: float, beats: float = 3.0) -> list[Device]:
+        """Online devices silent for more than ``beats`` heartbeat intervals."""
+        with self.tx() as s:
+            return [d for d in s.scalars(select(Device).where(Device.state == "online"))
+                    if now - d.last_seen > beats * d.heartbeat_s]
+
+    def set_offline(self, agent_id: str, reason: str) -> None:
+        with self.tx() as s:
+            s.execute(update(Device).where(Device.agent_id == agent_id)
+                      .values(state="offline", reason=reason))
+
+    # -- campaigns ---------------------------------------------------------------------------
+    def create_campaign(self, benchmarks: list[str], mode: str, runs: int, agent_ids: list[str],
+                        selector: str, params: dict[str, Any], seed_base: int = 1,
+                        max_steps: int | None = None,
+                        max_seconds: float | None = None) -> Campaign:
+        """Expand benchmarks x devices x runs into queued jobs, in dispatch order."""
+        now = time.time()
+        cid = time.strftime("c%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(2)
+        campaign = Campaign(id=cid, created_at=now, benchmarks=benchmarks, mode=mode, runs=runs,
+                            devices=selector, params=params)
+        with self.tx() as s:
+            s.add(campaign)
+            n = 0
+            for run in range(1, runs + 1):
+                for bench in benchmarks:
+                    for agent_id in agent_ids:
+                        n += 1
+                        s.add(Job(id=f"{cid}-{n:04d}", campaign_id=cid, agent_id=agent_id,
+                                  benchmark=bench, mode=mode, run_index=run,
+                                  seed=seed_base + run - 1, params=params, max_steps=max_steps,
+                                  max_seconds=max_seconds, state=JobState.QUEUED.value,
+                                  created_at=now + n * 1e-6, updated_at=now))
+        return campaign
+
+    def campaigns(self) -> list[Campaign]:
+        with self.tx() as s:
+            return list(s.scalars(select(Campaign).order_by(Campaign.created_at)))
+
+    def campaign(self, campaign_id: str) -> Campaign | None:
+        with self.tx() as s:
+            return s.get(Campaign, campaign_id)
+
+    def progress(self, campaign_id: str) -> Counter[str]:
+        """How many of a campaign's jobs are in each state."""
+        with self.tx() as s:
+            rows = s.execute(select(Job.state, func.count()).where(Job.campaign_id == campaign_id)
+                             .group_by(Job.state))
+            return Counter({state: n for state, n in rows})
+
+    def close_finished_campaigns(self) -> list[str]:
+        """Mark active campaigns whose jobs all ended as done; return their ids."""
+        closed = []
+        with self.tx() as s:
+            for c in s.scalars(select(Campaign).where(Campaign.state == "active")):
+                open_jobs = s.scalar(select(func.count()).where(
+                    Job.campaign_id == c.id, Job.state.not_in(FINISHED)))
+                if open_jobs == 0:
+                    c.state, c.finished_at = "done", time.time()
+                    closed.append(c.id)
+        return closed
+
+    def cancel_campaign(self, campaign_id: str) -> list[Job]:
+        """Cancel queued jobs here; return the jobs out on devices (to cancel there)."""
+        with self.tx() as s:
+            c = s.get(Campaign, campaign_id)
+            if c is None:
+                raise StoreError(f"no campaign {campaign_id!r} (see `mlperf-controller results`)")
+            for job in s.scalars(select(Job).where(Job.campaign_id == campaign_id,
+                                                   Job.state == JobState.QUEUED.value)):
+                self._move(s, job, JobState.CANCELLED, "controller", "campaign cancelled")
+            if c.state == "active":
+                c.state = "cancelled"
+            return list(s.scalars(select(Job).where(Job.campaign_id == campaign_id,
+                                                    Job.state.in_(ACTIVE))))
+
+    # -- jobs --------------------------------------------------------------------------------
+    def claim_dispatches(self) -> list[Dispatch]:
+        """For every online device with nothing active, assign its oldest queued job."""
+        out = []
+        with self.tx() as s:
+            busy = set(s.scalars(select(Job.agent_id).where(Job.state.in_(ACTIVE))))
+            online = s.scalars(select(Device.agent_id).where(Device.state == "online"))
+            for agent_id in online:
+                if agent_id in busy:
+                    continue
+                job = s.scalars(select(Job).where(Job.agent_id == agent_id,
+                                                  Job.state == JobState.QUEUED.value)
+                                .order_by(Job.created_at).limit(1)).first()
+                if job is not None:
+                    self._move(s, job, JobState.ASSIGNED, "controller", None)
+                    out.append(Dispatch(job, agent_id))
+        return out
+
+    def job(self, job_id: str) -> Job | None:
+        with self.tx() as s:
+            return s.get(Job, job_id)
+
+    def jobs(self, campaign_id: str | None = None) -> list[Job]:
+        with self.tx() as s:
+            q = select(Job).order_by(Job.created_at)
+            if campaign_id:
+                q = q.where(Job.campaign_id == campaign_id)
+            return list(s.scalars(q))
+
+    def active_jobs(self, agent_id: str) -> list[Job]:
+        with self.tx() as s:
+            return list(s.scalars(select(Job).where(Job.agent_id == agent_id,
+                                                    Job.state.in_(ACTIVE))))
+
+    def mark_lost(self, job_id: str, reason: str) -> bool:
+        with self.tx() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state not in ACTIVE:
+                return False
+            self._move(s, job, JobState.LOST, "controller", reason)
+            return True
+
+    def apply_event(self, ev: JobEvent) -> JobState | None:
+        """Store an agent's event (state change and/or MLLOG lines) once.
+
+        Returns the new state when the event moved the job, None otherwise (duplicate, stale
+        or log-only). Illegal or stale moves are recorded but do not change the job.
+        """
+        with self.tx() as s:
+            job = s.get(Job, ev.job_id)
+            if job is None or job.agent_id != ev.agent_id:
+                raise StoreError(f"event for job {ev.job_id} from {ev.agent_id}: "
+                                 "no such job on that device")
+            seen = s.scalar(select(func.count()).where(Transition.job_id == ev.job_id,
+                                                       Transition.agent_seq == ev.seq))
+            if seen:
+                return None
+            s.add_all(LogLine(job_id=ev.job_id, agent_seq=ev.seq, n=i, line=line)
+                      for i, line in enumerate(ev.mllog))
+            moved = None
+            current = JobState(job.state)
+            detail = ev.detail
+            if ev.state is not None and ev.state != current:
+                try:
+                    transition(current, ev.state)
+                    moved = ev.state
+                except IllegalTransition as exc:
+                    detail = f"ignored: {exc}"
+            s.add(Transition(job_id=ev.job_id, agent_seq=ev.seq, at=time.time(),
+                             from_state=current.value,
+                             to_state=ev.state.value if ev.state else None, source="agent",
+                             detail=detail))
+            if moved is not None:
+                job.state, job.updated_at = moved.value, time.time()
+                job.detail = ev.detail or job.detail
+            return moved
+
+    def store_result(self, result: JobResult) -> bool:
+        """Store a result once and finish its job; False if it was already stored.
+
+        Missing intermediate states (events that never arrived) are recorded as the shortest
+        legal path to the result's final state, so the history stays a legal one.
+        """
+        with self.tx() as s:
+            job = s.get(Job, result.job_id)
+            if job is None or job.agent_id != result.agent_id:
+                raise StoreError(f"result for job {result.job_id} from {result.agent_id}: "
+                                 "no such job on that device")
+            if s.get(Result, result.job_id) is not None:
+                return False
+            s.add(Result(job_id=result.job_id, result_id=result.result_id,
+                         agent_id=result.agent_id, status=result.status,
+                         received_at=time.time(),
+                         payload=result.model_dump(mode="json", by_alias=True)))
+            current = JobState(job.state)
+            if not current.terminal:
+                for step in path(current, result.final_state):
+                    self._move(s, job, step, "result", result.error if step.terminal else None)
+            return True
+
+    def results(self, campaign_id: str | None = None) -> list[tuple[Job, Result | None, str]]:
+        """(job, result or None, device name) for a campaign or for everything."""
+        with self.tx() as s:
+            q = (select(Job, Result, Device.name)
+                 .outerjoin(Result, Result.job_id == Job.id)
+                 .outerjoin(Device, Device.agent_id == Job.agent_id)
+                 .order_by(Job.created_at))
+            if campaign_id:
+                q = q.where(Job.campaign_id == campaign_id)
+            return [(j, r, name or j.agent_id) for j, r, name in s.execute(q)]
+
+    def log_lines(self, job_id: str) -> list[str]:
+        with self.tx() as s:
+            return list(s.scalars(select(LogLine.line).where(LogLine.job_id == job_id)
+                                  .order_by(LogLine.agent_seq, LogLine.n)))
+
+    def transitions(self, job_id: str) -> list[Transition]:
+        with self.tx() as s:
+            return list(s.scalars(select(Transition).where(Transition.job_id == job_id)
+                                  .order_by(Transition.id)))
+
+    @staticmethod
+    def _move(s: Session, job: Job, new: JobState, source: str, detail: str | None) -> None:
+        current = JobState(job.state)
+        transition(current, new)
+        s.add(Transition(job_id=job.id, at=time.time(), from_state=current.value,
+                         to_state=new.value, source=source, detail=detail))
+        job.state, job.updated_at = new.value, time.time()
+        if detail:
+            job.detail = detail
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"invalid store URL {url!r} (examples: sqlite:///results.db, "
+                          "postgresql+psycopg://user:pass@host/db)") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_conn, _record) -> None:
+            # WAL lets `run`/`results` read while `serve` writes.
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"store URL {redact(url)} needs the {exc.name} driver: "
+                          "pip install 'mlperf-edge[postgres]'") from None

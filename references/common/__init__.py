@@ -1,0 +1,1 @@
+"""Shared by every reference: errors, typed config overrides, targets, MLPerf logging, results."""

@@ -1,0 +1,103 @@
+"""MLPerf logging for references: every event goes through ``mlperf_logging.mllog`` and lands,
+as the same ``:::MLLOG {...}`` line, on stdout (flushed per line: the agent reads it live) and in
+OUT/mllog.txt. stdout carries nothing else; anything that is not an MLLOG line goes to stderr.
+
+Keys come from ``mlperf_logging.mllog.constants``; the few it lacks -- the NCF hyperparameter
+keys the v0.5 reference logged through mlperf_compliance -- are defined here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mlperf_logging.mllog.mllog import MLLogger
+from mlperf_logging.mllog import constants
+
+PREFIX = ":::MLLOG"
+ORG = "mlperf-edge"
+
+
+class NcfKeys:
+    """NCF keys of the v0.5 reference (mlperf_compliance tags, as its logs spell them)."""
+
+    PREPROC_HP_MIN_RATINGS = "preproc_hp_min_ratings"
+    PREPROC_HP_NUM_EVAL = "preproc_hp_num_eval"
+    PREPROC_HP_SAMPLE_EVAL_REPLACEMENT = "preproc_hp_sample_eval_replacement"
+    INPUT_HP_NUM_NEG = "input_hp_num_neg"
+    INPUT_HP_SAMPLE_TRAIN_REPLACEMENT = "input_hp_sample_train_replacement"
+    MODEL_HP_MF_DIM = "model_hp_mf_dim"
+    MODEL_HP_MLP_LAYER_SIZES = "model_hp_mlp_layer_sizes"
+    MODEL_HP_LOSS_FN = "model_hp_loss_fn"
+    EVAL_HP_NUM_USERS = "eval_hp_num_users"
+    EVAL_HP_NUM_NEG = "eval_hp_num_neg"
+
+
+class _OnlyMllog(logging.Filter):
+    def __init__(self, keep: bool) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage().startswith(PREFIX) == self.keep
+
+
+class MLLog:
+    """The run's MLPerf logger. Each method returns the event's ``time_ms`` so the caller can
+    compute the timed window from the very numbers that were logged."""
+
+    def __init__(self, mllog_path: Path, stdout=None) -> None:
+        self.path = Path(mllog_path)
+        self.logger = logging.getLogger(f"references.mllog.{os.getpid()}.{id(self)}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        out = logging.StreamHandler(stdout or sys.stdout)     # flushes after every record
+        out.addFilter(_OnlyMllog(True))
+        err = logging.StreamHandler(sys.stderr)               # mllog's own warnings, if any
+        err.addFilter(_OnlyMllog(False))
+        self._file = logging.FileHandler(self.path, mode="w", encoding="utf-8")
+        self._file.addFilter(_OnlyMllog(True))
+        for handler in (out, err, self._file):
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            self.logger.addHandler(handler)
+        # root_dir trims metadata "file" to e.g. references/ncf/train.py; a stack offset of 3
+        # skips this wrapper's two frames so file/lineno name our caller, as in MLPerf logs.
+        root = str(Path(__file__).resolve().parents[2])
+        self.mllogger = MLLogger(logger=self.logger, default_stack_offset=3, root_dir=root)
+
+    def event(self, key: str, value: Any = None, metadata: dict | None = None) -> int:
+        return self._log(self.mllogger.event, key, value, metadata)
+
+    def start(self, key: str, value: Any = None, metadata: dict | None = None) -> int:
+        return self._log(self.mllogger.start, key, value, metadata)
+
+    def end(self, key: str, value: Any = None, metadata: dict | None = None) -> int:
+        return self._log(self.mllogger.end, key, value, metadata)
+
+    def _log(self, method, key: str, value: Any, metadata: dict | None) -> int:
+        time_ms = int(time.time() * 1000)
+        method(key=key, value=value, metadata=metadata, time_ms=time_ms)
+        return time_ms
+
+    def submission(self, benchmark: str, mode: str, platform: str) -> None:
+        """The submission_* events. A full run follows the reference's hyperparameters (closed
+        division, on-premises); smoke and reduced runs are never results (open, research)."""
+        division, status = ((constants.CLOSED, constants.ONPREM) if mode == "full"
+                            else (constants.OPEN, constants.RESEARCH))
+        self.event(constants.SUBMISSION_BENCHMARK, benchmark)
+        self.event(constants.SUBMISSION_DIVISION, division)
+        self.event(constants.SUBMISSION_ORG, ORG)
+        self.event(constants.SUBMISSION_PLATFORM, platform)
+        self.event(constants.SUBMISSION_STATUS, status)
+        self.event(constants.SUBMISSION_POC_NAME, os.environ.get("MLPERF_POC_NAME", ORG))
+        self.event(constants.SUBMISSION_ENTRY, os.environ.get("MLPERF_ENTRY", platform))
+
+    def close(self) -> None:
+        for handler in list(self.logger.handlers):
+            handler.flush()
+            handler.close()
+            self.logger.removeHandler(handler)

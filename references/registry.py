@@ -1,0 +1,100 @@
+"""The registered references, by name. Importable without torch or mlperf_logging: the agent
+validates jobs with it (``get(name).make_config(mode, params)``) before it runs anything.
+
+A spec names its config class and training entry point as import paths; both are imported only
+when needed, and only the training module imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from references.common.config import Value, apply_overrides, config_dict as _config_dict
+from references.common.errors import ConfigError, UnknownBenchmark
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """One benchmark: what it is called, its modes, where its data lives, how to build its
+    config and how to run it. The config class is a frozen dataclass with a classmethod preset
+    per mode, ``validate()`` (raises ConfigError) and ``data_folder()`` (None: no data)."""
+
+    name: str
+    title: str
+    modes: tuple[str, ...]
+    data_hint: str            # one line: what folder --data should point at
+    config_class: str         # "package.module:Class" with smoke()/reduced()/full() presets
+    entry_point: str          # "package.module:function" called as main(cfg, mode=..., ...)
+    data_check: str           # "package.module:function" called as check(cfg, data_dir); torch-free
+
+    def make_config(self, mode: str, overrides: Mapping[str, Value] | None = None) -> Any:
+        """The ``mode`` preset with ``overrides`` applied and validated (ConfigError if not)."""
+        if mode not in self.modes:
+            raise ConfigError(f"unknown mode {mode!r} for {self.name}; modes: "
+                              f"{', '.join(self.modes)}")
+        cls = _load(self.config_class)
+        cfg = apply_overrides(getattr(cls, mode)(), overrides)
+        return cfg.validate()
+
+    def config_dict(self, cfg: Any) -> dict[str, Any]:
+        """The config as JSON-able data."""
+        return _config_dict(cfg)
+
+    def data_dir(self, cfg: Any, root: Path) -> Path | None:
+        """Where under ``root`` this config's dataset lives (None: it needs no data)."""
+        folder = cfg.data_folder()
+        return None if folder is None else Path(root) / folder
+
+    def check_data(self, cfg: Any, data_dir: Path | None) -> None:
+        """Raise DatasetError unless ``data_dir`` holds what ``cfg`` needs (cheap: it looks for
+        the files, it does not read them), so a wrong folder fails before torch is imported."""
+        _load(self.data_check)(cfg, data_dir)
+
+    def run(self, cfg: Any, **kwargs: Any) -> int:
+        """Run the reference (imports torch); returns the process exit code."""
+        return _load(self.entry_point)(cfg, **kwargs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "modes": list(self.modes),
+                "data_hint": self.data_hint}
+
+
+def _load(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_SPECS = (
+    ReferenceSpec(
+        name="ncf",
+        title="Recommendation: NCF (NeuMF) on MovieLens, HR@10 target (MLPerf training v0.5)",
+        modes=("smoke", "reduced", "full"),
+        data_hint="extracted MovieLens folder with ratings.csv (ml-20m) or ratings.dat (ml-1m); "
+                  "smoke needs none",
+        config_class="references.ncf.config:NcfConfig",
+        entry_point="references.ncf.train:main",
+        data_check="references.ncf.data:check_data_dir",
+    ),
+)
+_REGISTRY = {spec.name: spec for spec in _SPECS}
+
+
+def names() -> list[str]:
+    """The registered benchmark names."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> ReferenceSpec:
+    """The spec registered as ``name``; UnknownBenchmark (listing the known names) if none."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownBenchmark(f"unknown benchmark {name!r}; known: {', '.join(names())}") from None
+
+
+def specs() -> list[ReferenceSpec]:
+    return list(_SPECS)

@@ -1,0 +1,39 @@
+"""The durable result spool: nothing is lost until acknowledged, even across restarts."""
+
+import time
+
+from agent.protocol import JobResult, Sequence
+from agent.spool import Spool
+
+seq = Sequence()
+
+
+def result(n: int) -> JobResult:
+    return JobResult(job_id=f"j{n}", result_id=f"r{n}", agent_id="a", benchmark="ncf",
+                     mode="smoke", run_index=1, status="failed", started_at=1.0,
+                     finished_at=2.0, error="boom", **seq())
+
+
+def test_results_survive_a_restart_until_acked(tmp_path):
+    spool = Spool(tmp_path / "spool.sqlite")
+    first = result(1)
+    spool.put(first)
+    spool.put(result(2))
+    spool.close()
+    spool = Spool(tmp_path / "spool.sqlite")
+    assert [r.result_id for r in spool.due()] == ["r1", "r2"]
+    assert spool.due()[0] == first
+    assert spool.ack("r1") is True
+    assert spool.ack("r1") is False                 # a duplicate ack is harmless
+    assert [r.result_id for r in spool.due()] == ["r2"]
+    assert len(spool) == 1
+
+
+def test_recently_sent_results_wait_for_the_resend_interval(tmp_path):
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.put(result(1))
+    spool.mark_sent("r1")
+    assert spool.due(older_than_s=60) == []
+    assert [r.result_id for r in spool.due(older_than_s=0)] == ["r1"]
+    time.sleep(0.01)
+    assert len(spool.due(older_than_s=0.001)) == 1

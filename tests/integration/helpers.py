@@ -1,0 +1,82 @@
+"""A test-side MQTT peer built on the real contract: it plays the controller's part by hand."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+from agent.protocol import (AgentStatus, JobAssignment, JobEvent, JobResult, JobState, Link,
+                            ResultAck, Sequence, Topics)
+from tests.conftest import wait_for
+
+
+class Peer:
+    """Records every status, event and result under a prefix; sends jobs and acks."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.topics = Topics(prefix)
+        self.seq = Sequence()
+        self.statuses: list[AgentStatus] = []
+        self.events: list[JobEvent] = []
+        self.results: list[JobResult] = []
+        self._lock = threading.Lock()
+        self.link = Link(url, f"test-peer-{secrets.token_hex(3)}", self.topics)
+        self.link.route(self.topics.all_agent_status(), AgentStatus, self._keep(self.statuses))
+        self.link.route(self.topics.all_job_events(), JobEvent, self._keep(self.events))
+        self.link.route(self.topics.all_job_results(), JobResult, self._keep(self.results))
+        self.link.connect(10)
+
+    def _keep(self, into: list):
+        def handler(_topic, message):
+            with self._lock:
+                into.append(message)
+        return handler
+
+    def close(self) -> None:
+        self.link.close()
+
+    # -- acting ------------------------------------------------------------------------------
+    def send_job(self, agent_id: str, job_id: str, benchmark: str = "ncf", mode: str = "smoke",
+                 **fields) -> JobAssignment:
+        job = JobAssignment(job_id=job_id, campaign_id="ctest", benchmark=benchmark, mode=mode,
+                            run_index=1, seed=fields.pop("seed", 1), **fields, **self.seq())
+        self.link.publish(self.topics.agent_jobs(agent_id), job).wait_for_publish(5)
+        return job
+
+    def send_raw(self, topic: str, payload: bytes) -> None:
+        self.link.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def ack(self, result: JobResult) -> None:
+        self.link.publish(self.topics.agent_acks(result.agent_id),
+                          ResultAck(job_id=result.job_id, result_id=result.result_id,
+                                    **self.seq())).wait_for_publish(5)
+
+    # -- waiting -----------------------------------------------------------------------------
+    def status_of(self, agent_id: str) -> AgentStatus | None:
+        with self._lock:
+            mine = [s for s in self.statuses if s.agent_id == agent_id]
+        return mine[-1] if mine else None
+
+    def wait_state(self, agent_id: str, state: str, timeout_s: float = 30) -> AgentStatus:
+        return wait_for(lambda: (s := self.status_of(agent_id)) and s.state == state and s,
+                        timeout_s, what=f"{agent_id} {state}")
+
+    def results_for(self, job_id: str) -> list[JobResult]:
+        with self._lock:
+            return [r for r in self.results if r.job_id == job_id]
+
+    def wait_result(self, job_id: str, timeout_s: float = 90, count: int = 1) -> JobResult:
+        return wait_for(lambda: len(self.results_for(job_id)) >= count
+                        and self.results_for(job_id)[-1], timeout_s, what=f"result of {job_id}")
+
+    def states(self, job_id: str) -> list[JobState]:
+        with self._lock:
+            return [e.state for e in self.events if e.job_id == job_id and e.state]
+
+    def wait_job_state(self, job_id: str, state: JobState, timeout_s: float = 60) -> None:
+        wait_for(lambda: state in self.states(job_id), timeout_s,
+                 what=f"job {job_id} {state.value}")
+
+    def mllog(self, job_id: str) -> list[str]:
+        with self._lock:
+            return [line for e in self.events if e.job_id == job_id for line in e.mllog]
