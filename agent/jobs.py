@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import JobError
-from agent.protocol import (JobAssignment, JobResult, JobState, MlperfEdgeError, Sequence,
-                            transition)
+from agent.protocol import (
+    JobAssignment,
+    JobResult,
+    JobState,
+    MlperfEdgeError,
+    Sequence,
+    transition,
+)
 from agent.runner import ReferenceProcess, RunRequest
 
 

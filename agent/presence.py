@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import platform
 import socket
-
 from importlib import metadata
 from pathlib import Path
 

@@ -15,8 +15,20 @@ from collections import deque
 from agent import presence
 from agent.errors import JobError
 from agent.jobs import JobExecution, Workspace, make_result, validate
-from agent.protocol import (AgentStatus, CancelJob, Heartbeat, JobAssignment, JobEvent,
-                            JobResult, JobState, Link, ResultAck, Sequence, Topics, check_id)
+from agent.link import Link
+from agent.protocol import (
+    AgentStatus,
+    CancelJob,
+    Heartbeat,
+    JobAssignment,
+    JobEvent,
+    JobResult,
+    JobState,
+    ResultAck,
+    Sequence,
+    Topics,
+    check_id,
+)
 from agent.runner import KILL_GRACE_S
 from agent.settings import AgentSettings
 from agent.spool import Spool

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from agent.protocol import (DEFAULT_PREFIX, ConfigError, ProtocolError, check_id,
-                            read_settings_file)
+from agent.protocol import DEFAULT_PREFIX, ConfigError, ProtocolError, check_id
+from agent.settings_file import read_settings_file
 
 #: Config file read when ``--config`` is not given (keys as the long flags, with underscores).
 DEFAULT_CONFIG = Path("~/.config/mlperf-edge/agent.yaml")

@@ -1,6 +1,11 @@
 """Errors of the controller, below the shared MlperfEdgeError tree of the wire contract."""
 
-from agent.protocol import BrokerUnavailable, ConfigError, MlperfEdgeError, ProtocolError
+from agent.protocol import (
+    BrokerUnavailable,
+    ConfigError,
+    MlperfEdgeError,
+    ProtocolError,
+)
 
 __all__ = ["MlperfEdgeError", "ConfigError", "ProtocolError", "BrokerUnavailable",
            "StoreError", "CampaignError"]

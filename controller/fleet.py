@@ -7,7 +7,8 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from agent.protocol import AgentStatus, ControllerStatus, Link, Topics
+from agent.link import Link
+from agent.protocol import AgentStatus, ControllerStatus, Topics
 from controller.errors import CampaignError
 from controller.models import Device
 from controller.settings import ControllerSettings

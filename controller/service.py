@@ -7,9 +7,20 @@ import logging
 import threading
 import time
 
-from agent.protocol import (AgentStatus, ControllerStatus, Heartbeat, JobAssignment,
-                            JobEvent, JobResult, JobState, Link, ResultAck, Sequence, Topics,
-                            quality_text)
+from agent.link import Link
+from agent.protocol import (
+    AgentStatus,
+    ControllerStatus,
+    Heartbeat,
+    JobAssignment,
+    JobEvent,
+    JobResult,
+    JobState,
+    ResultAck,
+    Sequence,
+    Topics,
+    quality_text,
+)
 from controller.errors import StoreError
 from controller.settings import ControllerSettings
 from controller.store import Store, redact

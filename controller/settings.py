@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from agent.protocol import DEFAULT_PREFIX, read_settings_file
+from agent.protocol import DEFAULT_PREFIX
+from agent.settings_file import read_settings_file
 from controller.store import default_db_url
 
 DEFAULT_CONFIG = Path("~/.config/mlperf-edge/controller.yaml")

@@ -19,8 +19,17 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.protocol import (AgentStatus, ConfigError, Heartbeat, IllegalTransition, JobEvent,
-                            JobResult, JobState, path, transition)
+from agent.protocol import (
+    AgentStatus,
+    ConfigError,
+    Heartbeat,
+    IllegalTransition,
+    JobEvent,
+    JobResult,
+    JobState,
+    path,
+    transition,
+)
 from controller.errors import StoreError
 from controller.models import Base, Campaign, Device, Job, LogLine, Result, Transition
 

@@ -4,11 +4,31 @@ import json
 
 import pytest
 
-from agent.protocol import (MAX_PAYLOAD_BYTES, AgentStatus, BrokerUrl, CancelJob, Capabilities,
-                            ConfigError, ControllerStatus, Heartbeat, JobAssignment, JobEvent,
-                            JobResult, JobState, ProtocolError, ReferenceOutcome, ResultAck,
-                            Sequence, Target, TimedWindow, Topics, decode, encode, parse_params,
-                            quality_text)
+from agent.link import BrokerUrl
+from agent.protocol import (
+    MAX_PAYLOAD_BYTES,
+    AgentStatus,
+    CancelJob,
+    Capabilities,
+    ConfigError,
+    ControllerStatus,
+    Heartbeat,
+    JobAssignment,
+    JobEvent,
+    JobResult,
+    JobState,
+    ProtocolError,
+    ReferenceOutcome,
+    ResultAck,
+    Sequence,
+    Target,
+    TimedWindow,
+    Topics,
+    decode,
+    encode,
+    parse_params,
+    quality_text,
+)
 
 seq = Sequence()
 

@@ -5,8 +5,16 @@ import time
 
 import pytest
 
-from agent.protocol import (AgentStatus, Capabilities, Heartbeat, JobEvent, JobResult, JobState,
-                            Sequence, transition)
+from agent.protocol import (
+    AgentStatus,
+    Capabilities,
+    Heartbeat,
+    JobEvent,
+    JobResult,
+    JobState,
+    Sequence,
+    transition,
+)
 from controller.errors import StoreError
 from controller.store import Store
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 import secrets
 import threading
 
-from agent.protocol import (AgentStatus, JobAssignment, JobEvent, JobResult, JobState, Link,
-                            ResultAck, Sequence, Topics)
+from agent.link import Link
+from agent.protocol import (
+    AgentStatus,
+    JobAssignment,
+    JobEvent,
+    JobResult,
+    JobState,
+    ResultAck,
+    Sequence,
+    Topics,
+)
 from tests.conftest import wait_for
 
 

@@ -11,7 +11,13 @@ import sys
 import pytest
 
 from references.common.result import KEYS
-from tests.references.conftest import MLLOG_PREFIX, env, ratings_rows, write_ml1m, write_ml20m
+from tests.references.conftest import (
+    MLLOG_PREFIX,
+    env,
+    ratings_rows,
+    write_ml1m,
+    write_ml20m,
+)
 
 pytestmark = pytest.mark.integration
 
