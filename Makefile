@@ -1,6 +1,7 @@
 # mlperf-edge: two commands on a fresh machine.
 #   make demo   creates .venv, installs, runs the whole loop here, prints the results table
-#   make test   installs what the tests need (Mosquitto, PostgreSQL) and runs them all
+#   make test   installs what the tests need (Mosquitto, PostgreSQL, Docker engine,
+#               docker-registry, debootstrap), starts dockerd if needed, and runs them all
 #   make bench  performance benchmarks (ratios, not assertions)
 
 PYTHON ?= python3
@@ -26,6 +27,15 @@ test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
 	   (apt-get update -qq && apt-get install -y -qq postgresql))
+	@# Container tests: Debian's engine (20.10), registry and debootstrap (base image, no pulls).
+	@for pkg in dockerd:docker.io docker-registry:docker-registry debootstrap:debootstrap; do \
+	  command -v $${pkg%%:*} >/dev/null 2>&1 || test -x /usr/sbin/$${pkg%%:*} || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${pkg#*:} >/dev/null 2>&1 || \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${pkg#*:})) \
+	  || exit 1; done
+	@docker info >/dev/null 2>&1 || (setsid dockerd >/var/log/mlperf-dockerd.log 2>&1 & \
+	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; \
+	  docker info >/dev/null 2>&1 || (echo "dockerd did not start: /var/log/mlperf-dockerd.log" >&2; exit 1))
 
 # pytest exit code 5 means it collected no tests: that is a broken suite, not a pass.
 test: $(STAMP) test-deps

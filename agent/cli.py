@@ -49,6 +49,9 @@ WorkDir = Annotated[Optional[Path], typer.Option(
     "--work-dir", envvar="MLPERF_WORK_DIR",
     help="Folder for job output and the result spool; default "
          "~/.local/share/mlperf-edge/agent.")]
+ProfilesDir = Annotated[Optional[Path], typer.Option(
+    "--profiles-dir", envvar="MLPERF_PROFILES_DIR",
+    help="Folder of device profile YAML files (default: the checkout's device_profiles/).")]
 ConfigFile = Annotated[Optional[Path], typer.Option(
     "--config", envvar="MLPERF_AGENT_CONFIG",
     help="YAML file with any of these settings (default ~/.config/mlperf-edge/agent.yaml).")]
@@ -69,6 +72,18 @@ def start(
                            "(default 30).")] = None,
     prefix: Annotated[Optional[str], typer.Option(
         "--prefix", envvar="MLPERF_PREFIX", help="Topic prefix (default mlperf/v1).")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        "--profile", envvar="MLPERF_PROFILE",
+        help="Device profile name or YAML file (default: detected; see `mlperf-agent probe`)."
+    )] = None,
+    profiles_dir: ProfilesDir = None,
+    images_dir: Annotated[Optional[Path], typer.Option(
+        "--images-dir", help="Folder of sideloaded image tarballs (`mlperf-controller images "
+                             "export`); default WORK_DIR/images.")] = None,
+    containers: Annotated[Optional[bool], typer.Option(
+        "--containers/--no-containers",
+        help="Run jobs that name an image inside it when a Docker engine answers (default), "
+             "or always natively.")] = None,
 ) -> None:
     """Connect to the broker, announce this device and run jobs one at a time until Ctrl-C.
 
@@ -80,7 +95,8 @@ def start(
 
     settings = resolve(dict(broker=broker, name=name, data_root=data_root, work_dir=work_dir,
                             tags=tag, allow=allow, heartbeat_s=heartbeat_s, resend_s=resend_s,
-                            prefix=prefix),
+                            prefix=prefix, profile=profile, profiles_dir=profiles_dir,
+                            images_dir=images_dir, containers=containers),
                        config)
     service = AgentService(settings)
     stop = threading.Event()
@@ -123,16 +139,54 @@ def run(
         "--max-seconds", help="Stop after this many seconds of training.")] = None,
     data_root: DataRoot = None, work_dir: WorkDir = None, name: Name = None,
     config: ConfigFile = None,
+    profile: Annotated[Optional[str], typer.Option(
+        "--profile", envvar="MLPERF_PROFILE",
+        help="Device profile name or YAML file (default: detected; see `mlperf-agent probe`)."
+    )] = None,
+    profiles_dir: ProfilesDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Run one benchmark here, without a controller, and print the result a job would give."""
+    """Run one benchmark here, without a controller, and print the result a job would give.
+
+    Power is measured (or estimated) as the device profile says, exactly as for a job."""
     from agent.local import run_local
     from agent.settings import resolve
 
-    settings = resolve(dict(name=name, data_root=data_root, work_dir=work_dir), config)
+    settings = resolve(dict(name=name, data_root=data_root, work_dir=work_dir,
+                            profile=profile, profiles_dir=profiles_dir), config)
     result = run_local(settings, benchmark, mode, seed, parse_params(set_), max_steps,
                        max_seconds, as_json)
     raise typer.Exit(0 if result.status == "done" else 1)
+
+
+@app.command()
+def probe(
+    root: Annotated[Path, typer.Option(
+        "--root", help="Read the device's files under this folder instead of / (a copy of "
+                       "another board's /proc, /sys, /etc, e.g. to test a new profile).")
+    ] = Path("/"),
+    profiles_dir: ProfilesDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show what this device is (device-tree model, L4T release, Android properties, CPU
+    flags, NVIDIA GPUs), which device profile matches, and why.
+
+    Example: `mlperf-agent probe` on a Raspberry Pi 5 prints profile raspberry-pi-5 because
+    /proc/device-tree/model says "Raspberry Pi 5 Model B".
+    """
+    import json
+
+    from agent.profiles.probe import as_json as probe_json
+    from agent.profiles.probe import probe as run_probe
+    from agent.profiles.probe import report
+
+    found = run_probe(root, profiles_dir)
+    print(json.dumps(probe_json(found), indent=2) if as_json else report(found))
+
+
+from agent.power.cli_commands import register as _register_power
+
+_register_power(app)                  # `mlperf-agent sensors` and `mlperf-agent measure`
 
 
 def main() -> None:

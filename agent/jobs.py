@@ -8,19 +8,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import JobError
+from agent.power.config import PowerConfig
 from agent.protocol import (
     JobAssignment,
     JobResult,
     JobState,
     MlperfEdgeError,
+    TRANSITIONS,
     Sequence,
     transition,
 )
-from agent.runner import ReferenceProcess, RunRequest
+from agent.container import choose_process
+from agent.runner import RunRequest
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,16 @@ class Workspace:
     data_root: Path
     work_dir: Path
     platform: str
+    # Device profile (agent.profiles.DeviceProfile) and container engine: with no engine,
+    # or a native profile, every job runs natively. images_dir holds sideloaded tarballs.
+    profile: object | None = None
+    engine: str | None = None
+    images_dir: Path | None = None
+    # How power is measured (the device profile's ``power:`` section), where /sys is (a
+    # host's root mounted in a container), and the broker smart plugs publish to.
+    power: PowerConfig = field(default_factory=PowerConfig)
+    power_root: Path = Path("/")
+    broker: str | None = None
 
     def job_dir(self, job_id: str) -> Path:
         return self.work_dir / "jobs" / job_id
@@ -101,13 +114,30 @@ class JobExecution:
                 platform=self.workspace.platform, params=dict(job.params),
                 data_dir=data_dir_for(job, self.workspace.data_root),
                 max_steps=job.max_steps, max_seconds=job.max_seconds)
+            process, image_digest = choose_process(job, self.workspace, request,
+                                                   self.on_mllog, self.on_progress)
         except MlperfEdgeError as exc:
             return self._finish("failed", started, error=str(exc))
         if self.cancel.is_set():
             return self._finish("cancelled", started, error=self.cancel_reason)
-        # Cooling (thermal threshold) belongs to the device profile; none is set yet.
+        from agent.power.session import JobPower, log_power
+        power = JobPower(self.workspace.power, self.agent_id, self.workspace.power_root,
+                         self.workspace.broker)
+        try:                            # cool down (state cooling) and idle baseline
+            power.prepare(self.cancel, lambda detail: self.move(JobState.COOLING, detail))
+        except MlperfEdgeError as exc:
+            power.stop()
+            return self._finish("failed", started, error=f"power measurement: {exc}")
+        if self.cancel.is_set():
+            power.stop()
+            return self._finish("cancelled", started, error=self.cancel_reason)
         self.move(JobState.RUNNING, " ".join(request.argv()[1:]))
-        ran = ReferenceProcess(request, self.on_mllog, self.on_progress).run(self.cancel)
+        try:
+            ran = process.run(self.cancel)
+        finally:
+            power.stop()
+        power_report, power_lines = power.finish(ran.tracker.window)
+        power_count = log_power(power_lines, out_dir / "mllog.txt", self.on_mllog)
         if ran.cancelled:
             status, error = "cancelled", self.cancel_reason
         elif ran.error is not None:
@@ -117,11 +147,15 @@ class JobExecution:
         else:
             status, error = "done", None
         return self._finish(status, started, error=error, exit_code=ran.exit_code,
-                            mllog_lines=ran.mllog_lines, timed_window=ran.tracker.window,
-                            outcome=ran.outcome)
+                            mllog_lines=ran.mllog_lines + power_count,
+                            timed_window=ran.tracker.window, power=power_report,
+                            outcome=ran.outcome, image_digest=image_digest)
 
     def _finish(self, status: str, started: float, **fields) -> JobResult:
-        self.move(JobState.REPORTING, fields.get("error"))
+        if JobState.REPORTING in TRANSITIONS[self.state]:
+            self.move(JobState.REPORTING, fields.get("error"))
+        else:                 # failed or cancelled while preparing/cooling: the end state itself
+            self.move(JobState(status), fields.get("error"))
         return make_result(self.job, self.agent_id, self.seq, status, started, **fields)
 
 

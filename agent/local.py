@@ -16,6 +16,9 @@ from rich.table import Table
 from agent import mllog
 from agent.errors import JobError
 from agent.jobs import JobExecution, Workspace, validate
+from agent.power.config import PowerConfig
+from agent.power.view import summary_rows
+from agent.profiles import device
 from agent.protocol import JobAssignment, JobResult, Sequence, encode, quality_text
 from agent.settings import AgentSettings
 
@@ -47,8 +50,14 @@ def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
         status.update(f"{benchmark} {mode}: epoch {progress['epoch'] or '-'}, "
                       f"last eval {progress['quality'] if progress['quality'] is not None else '-'}")
 
+    # The same device profile a job on this device gets (power sources, cool-down, model),
+    # so a local run measures exactly as `mlperf-agent start` would; always native here.
+    found = device.setup(settings.profile, settings.profiles_dir, containers=False)
+    fields = device.workspace_fields(found, settings.power)
+    fields.setdefault("power", PowerConfig())
     execution = JobExecution(
-        job, settings.name, Workspace(settings.data_root, settings.work_dir, settings.name), seq,
+        job, settings.name, Workspace(settings.data_root, settings.work_dir, settings.name,
+                                      power_root=settings.power_root, **fields), seq,
         on_state=lambda state, _d: status.update(f"{benchmark} {mode}: {state.value}"),
         on_mllog=on_mllog)
     previous = signal.signal(signal.SIGINT, lambda *_: execution.request_cancel(
@@ -88,6 +97,8 @@ def print_result(result: JobResult, work_dir, console: Console) -> None:
                           f"{out.projection.basis}")
         table.add_row("dataset", out.dataset)
         table.add_row("source", out.source_revision)
+    for label, text in summary_rows(result.power):      # energy: measured, estimated or none
+        table.add_row(label, text)
     table.add_row("output", str(work_dir / "jobs" / result.job_id))
     console.print(table)
 

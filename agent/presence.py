@@ -21,9 +21,12 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def capabilities(benchmarks: list[str], root: Path = Path("/")) -> Capabilities:
+def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | None = None,
+                 container_engine: str | None = None) -> Capabilities:
     """Describe this device. ``root`` lets a container read the host's /proc and /dev."""
     return Capabilities(
+        profile=profile,
+        container_engine=container_engine,
         hostname=socket.gethostname(),
         os=f"{platform.system()} {platform.release()}",
         arch=platform.machine(),

@@ -262,6 +262,10 @@ class Capabilities(BaseModel):
     benchmarks: list[str] = Field(default_factory=list)
     accelerators: list[str] = Field(default_factory=list)
     agent_version: str
+    # Added with device profiles and images; optional so older agents stay valid.
+    profile: str | None = Field(default=None, description="matched device profile")
+    container_engine: str | None = Field(default=None, description=(
+        "e.g. 'docker 20.10.24'; None: jobs run natively"))
 
 
 class AgentStatus(Message):
@@ -300,6 +304,9 @@ class JobAssignment(Message):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     max_steps: int | None = Field(default=None, ge=1)
     max_seconds: float | None = Field(default=None, gt=0)
+    image: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9][^\s]*$",
+                              description="container image to run the reference in; None: "
+                                          "natively (also on devices without an engine)")
 
 
 def parse_params(items: list[str] | None) -> dict[str, ParamValue]:
@@ -362,6 +369,7 @@ class ReferenceOutcome(BaseModel):
     schema_version: Literal[1] = Field(default=1, alias="schema")
     benchmark: str
     mode: Mode
+    division: Literal["closed", "open"] | None = None    # MLPerf division the run was held to
     status: Literal["success", "aborted"]
     reached_target: bool
     target: Target
@@ -403,6 +411,85 @@ class TimedWindow(BaseModel):
     duration_s: float
 
 
+class SourcePower(BaseModel):
+    """One power source (one channel of a sensor) over a window. ``energy_j`` None: it gave
+    no usable reading (``problem`` says why), never a silent zero."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    source: str = Field(description="backend/channel, e.g. rapl/package-0, ina3221/VDD_IN")
+    kind: Literal["energy counter", "power reading"]
+    scope: str = Field(description="package, dram, core, uncore, platform, gpu, rail, board, "
+                                   "battery or wall")
+    method: Literal["measured", "estimated"]
+    energy_j: float | None
+    avg_power_w: float | None
+    peak_power_w: float | None
+    samples: int = Field(ge=0, description="readings inside the window")
+    rate_hz: float = Field(ge=0, description="achieved readings per second")
+    max_gap_s: float | None = Field(default=None, description="longest time between readings")
+    baseline_power_w: float | None = Field(default=None, description="idle, before the run")
+    net_energy_j: float | None = Field(default=None, description="energy_j - baseline x window")
+    errors: int = Field(default=0, ge=0, description="failed reads")
+    stale: int = Field(default=0, ge=0, description="reads older than the source's refresh")
+    problem: str | None = None
+    note: str | None = Field(default=None, description="convention used, or a caveat")
+
+
+class ScopePower(BaseModel):
+    """The sources of one scope summed (or, for ``PowerReport.total``, the headline scopes)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    scope: str
+    method: Literal["measured", "estimated"]
+    sources: list[str]
+    energy_j: float
+    avg_power_w: float
+    peak_power_w: float | None
+    samples: int = Field(ge=0)
+    rate_hz: float = Field(ge=0)
+    baseline_power_w: float | None = None
+    net_energy_j: float | None = None
+
+
+class Cooldown(BaseModel):
+    """How the device cooled before the run (hottest thermal zone), C and s."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    threshold_c: float
+    start_c: float | None
+    end_c: float | None
+    waited_s: float
+    reached: bool
+
+
+class PowerReport(BaseModel):
+    """Energy over a window (the MLLOG timed window for a job): a headline ``total``, per
+    scope and per source, each measured or estimated. ``status`` ``none``: nothing measured
+    or estimated, ``reason`` says why -- never zeros."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    status: Literal["measured", "estimated", "none"]
+    reason: str | None = Field(default=None, max_length=2000)
+    window: Literal["timed", "command", "duration"] = "timed"
+    start_ms: int | None = Field(default=None, description="window start, unix ms")
+    stop_ms: int | None = Field(default=None, description="window end, unix ms")
+    duration_s: float | None = None
+    rate_hz: float | None = Field(default=None, description="configured sampling rate")
+    total: ScopePower | None = None
+    scopes: list[ScopePower] = Field(default_factory=list)
+    sources: list[SourcePower] = Field(default_factory=list)
+    meets_mlperf_power_rules: bool = False
+    rules_detail: str | None = Field(default=None, description="why the rules were (not) met")
+    baseline_s: float | None = Field(default=None, description="length of the idle baseline")
+    cooldown: Cooldown | None = None
+    unavailable: list[str] = Field(default_factory=list,
+                                   description="sources present but unreadable, with the fix")
+
+
 class JobResult(Message):
     """The outcome of one job. Spooled on the agent until a ResultAck names ``result_id``."""
 
@@ -421,6 +508,10 @@ class JobResult(Message):
     timed_window: TimedWindow | None = None
     outcome: ReferenceOutcome | None = None
     mllog_lines: int = Field(default=0, ge=0)
+    power: PowerReport | None = Field(default=None, description="energy over the timed "
+                                      "window; None from agents older than this field")
+    image_digest: str | None = Field(default=None, description=(
+        "the image the job ran in: repo digest (REPO@sha256:...) or image id (sha256:...)"))
 
     @property
     def final_state(self) -> JobState:

@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from agent import presence
+from agent.profiles import device
 from agent.errors import JobError
 from agent.jobs import JobExecution, Workspace, make_result, validate
 from agent.link import Link
@@ -47,7 +48,12 @@ class AgentService:
         self.seq = Sequence()
         self.benchmarks = [b for b in registry.names()
                            if settings.allow is None or b in settings.allow]
-        self.workspace = Workspace(settings.data_root, settings.work_dir, settings.name)
+        self.device = device.setup(settings.profile, settings.profiles_dir, settings.containers)
+        self.workspace = Workspace(settings.data_root, settings.work_dir, settings.name,
+                                   images_dir=settings.images_dir,
+                                   power_root=settings.power_root, broker=settings.broker,
+                                   **device.workspace_fields(self.device,
+                                                             getattr(settings, "power", None)))
         self.spool = Spool(settings.work_dir / "spool.sqlite")
         self._queue: deque[JobAssignment] = deque()
         self._seen: set[str] = set()
@@ -71,6 +77,9 @@ class AgentService:
         self.link.connect(retry_for_s, abort)
         log.info("connected to %s as %s; %d benchmark(s) available, %d result(s) spooled",
                  self.link.url, self.agent_id, len(self.benchmarks), len(self.spool))
+        log.info("device profile %s (%s); container engine: %s",
+                 self.device.profile.name if self.device.profile else "none", self.device.why,
+                 self.device.engine or "none (jobs run natively)")
         for target, name in ((self._work, "worker"), (self._beat, "heartbeat")):
             thread = threading.Thread(target=target, name=f"agent-{name}", daemon=True)
             thread.start()
@@ -99,7 +108,9 @@ class AgentService:
 
     # -- presence ----------------------------------------------------------------------------
     def _status(self, state: str, reason: str | None = None) -> AgentStatus:
-        caps = presence.capabilities(self.benchmarks) if state == "online" else None
+        caps = presence.capabilities(
+            self.benchmarks, profile=self.device.profile.name if self.device.profile else None,
+            container_engine=self.device.engine) if state == "online" else None
         return AgentStatus(agent_id=self.agent_id, name=self.settings.name, state=state,
                            tags=list(self.settings.tags), heartbeat_s=self.settings.heartbeat_s,
                            capabilities=caps, reason=reason, **self.seq())
@@ -138,11 +149,12 @@ class AgentService:
             self._deliver(make_result(job, self.agent_id, self.seq, "failed", time.time(),
                                       error=str(exc)), JobState.ASSIGNED)
             return
+        # Announce before queueing: the worker's "preparing" must not overtake "accepted".
+        self._event(job.job_id, state=JobState.ACCEPTED,
+                    detail=f"{job.benchmark} {job.mode} run {job.run_index}")
         with self._cond:
             self._queue.append(job)
             self._cond.notify()
-        self._event(job.job_id, state=JobState.ACCEPTED,
-                    detail=f"{job.benchmark} {job.mode} run {job.run_index}")
         log.info("accepted job %s: %s %s run %d", job.job_id, job.benchmark, job.mode,
                  job.run_index)
 

@@ -40,6 +40,15 @@ class AgentSettings:
     resend_s: float = 30.0            # an unacknowledged result is published again after this
     prefix: str = DEFAULT_PREFIX
     allow: list[str] | None = None
+    # Device profile and containers (device_profiles/, containers/).
+    profile: str | None = None        # a profile name or YAML path; None: detect it
+    profiles_dir: Path | None = None  # None: $MLPERF_PROFILES_DIR, else the checkout's
+    containers: bool = True           # run jobs that name an image in it, if an engine answers
+    images_dir: Path | None = None    # sideloaded image tarballs; None: WORK_DIR/images
+    # Power measurement (agent.power.config.PowerConfig; a mapping in the YAML file). None: the
+    # device profile's power section. power_root: where the host's /sys is (default /).
+    power: Any = None
+    power_root: Path = Path("/")
 
     def __post_init__(self) -> None:
         try:
@@ -50,6 +59,13 @@ class AgentSettings:
             raise ConfigError(str(exc)) from None
         self.data_root = Path(self.data_root).expanduser()
         self.work_dir = Path(self.work_dir).expanduser()
+        self.power_root = Path(self.power_root).expanduser()
+        if self.power is not None:
+            from agent.power.config import parse_power_config
+            self.power = parse_power_config(self.power)
+        self.images_dir = Path(self.images_dir or self.work_dir / "images").expanduser()
+        if self.profiles_dir is not None:
+            self.profiles_dir = Path(self.profiles_dir).expanduser()
         for name in ("heartbeat_s", "resend_s"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")

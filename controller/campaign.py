@@ -43,6 +43,7 @@ class CampaignRequest:
     seed: int = 1
     max_steps: int | None = None
     max_seconds: float | None = None
+    images: dict[str | None, str] = field(default_factory=dict)   # profile (None: all) -> ref
 
     def __post_init__(self) -> None:
         if not self.benchmarks:
@@ -79,7 +80,8 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
     try:
         campaign = store.create_campaign(
             req.benchmarks, req.mode, req.runs, [d.agent_id for d in devices], req.devices,
-            req.params, req.seed, req.max_steps, req.max_seconds)
+            req.params, req.seed, req.max_steps, req.max_seconds,
+            images=fleet.images_for(devices, req.images))
         console.print(f"campaign [bold]{campaign.id}[/]: {', '.join(req.benchmarks)} "
                       f"({req.mode}) x {len(devices)} device(s) x {req.runs} run(s)")
         if service is not None:
@@ -139,3 +141,19 @@ def cancel_campaign(settings: ControllerSettings, store: Store, campaign_id: str
         finally:
             link.close()
     return len(out)
+
+
+def parse_images(items: list[str] | None) -> dict[str | None, str]:
+    """``["REF"]`` -> every device runs REF; ``["raspberry-pi-5=REF", ...]`` -> per profile."""
+    images: dict[str | None, str] = {}
+    for item in items or []:
+        profile, sep, ref = item.rpartition("=")
+        key = profile.strip() if sep else None
+        if sep and not key or not ref.strip() or any(c.isspace() for c in ref.strip()):
+            raise CampaignError(f"--image {item!r}: expected REF or PROFILE=REF "
+                                "(e.g. 127.0.0.1:5000/mlperf-edge/raspberry-pi-5:0.1.0)")
+        if key in images:
+            raise CampaignError(f"--image given twice for "
+                                f"{'profile ' + key if key else 'all devices'}")
+        images[key] = ref.strip()
+    return images

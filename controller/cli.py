@@ -121,7 +121,12 @@ def run(
     benchmarks: Annotated[str, typer.Option(
         "--benchmarks", help="Comma-separated benchmark names, e.g. ncf.")],
     devices_: Annotated[str, typer.Option(
-        "--devices", help="all (online devices), tag:TAG, or NAME[,NAME...].")] = "all",
+        "--devices", help="all (online devices), tag:TAG, profile:PROFILE, or NAME[,NAME...]."
+    )] = "all",
+    image: Annotated[Optional[list[str]], typer.Option(
+        "--image", help="Run the jobs in this container image: REF for every device, or "
+                        "PROFILE=REF per device profile (repeatable). Devices without an engine "
+                        "or image run natively. See `mlperf-controller images --help`.")] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Runs per benchmark and device.")] = 1,
     mode: Annotated[str, typer.Option(
         "--mode", help="smoke (seconds, synthetic), reduced (bounded steps on real data, "
@@ -144,12 +149,13 @@ def run(
 ) -> None:
     """Create a campaign (benchmarks x devices x runs) and show progress until it is done."""
     from controller import views
-    from controller.campaign import CampaignRequest, run_campaign
+    from controller.campaign import CampaignRequest, parse_images, run_campaign
 
     settings, store = _open(broker, db, prefix, config)
     req = CampaignRequest(benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()],
                           devices=devices_, runs=runs, mode=mode, params=parse_params(set_),
-                          seed=seed, max_steps=max_steps, max_seconds=max_seconds)
+                          seed=seed, max_steps=max_steps, max_seconds=max_seconds,
+                          images=parse_images(image))
     try:
         campaign = run_campaign(settings, store, req, detach=detach, timeout_s=timeout_s,
                                 connect_timeout_s=connect_timeout_s,
@@ -245,6 +251,11 @@ def demo(runs: Annotated[int, typer.Option("--runs", min=1, help="Runs of the be
     from controller.demo import run_demo
 
     raise typer.Exit(run_demo(runs=runs, benchmark=benchmark, keep=keep, console=out))
+
+
+from controller.images_cli import app as _images_app  # the `images` sub-command group
+
+app.add_typer(_images_app, name="images")
 
 
 def main() -> None:

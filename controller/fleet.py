@@ -56,7 +56,8 @@ def snapshot(settings: ControllerSettings, store: Store, retry_for_s: float = 10
 
 
 def select_devices(selector: str, devices: list[Device], benchmarks: list[str]) -> list[Device]:
-    """Resolve ``all``, ``tag:T`` or ``NAME,NAME`` to online devices that offer the benchmarks."""
+    """Resolve ``all``, ``tag:T``, ``profile:P`` or ``NAME,NAME`` to online devices that offer
+    the benchmarks."""
     online = [d for d in devices if d.state == "online"]
     selector = selector.strip()
     if selector == "all":
@@ -64,6 +65,13 @@ def select_devices(selector: str, devices: list[Device], benchmarks: list[str]) 
         if not chosen:
             raise CampaignError("no device is online; start one with "
                                 "`mlperf-agent start --broker URL` (see `mlperf-controller devices`)")
+    elif selector.startswith("profile:"):
+        name = selector[len("profile:"):]
+        chosen = [d for d in online if (d.capabilities or {}).get("profile") == name]
+        if not chosen:
+            have = sorted({p for d in online if (p := (d.capabilities or {}).get("profile"))})
+            raise CampaignError(f"no online device has profile {name!r} "
+                                f"(profiles online: {', '.join(have) or 'none'})")
     elif selector.startswith("tag:"):
         tag = selector[4:]
         chosen = [d for d in online if tag in (d.tags or [])]
@@ -85,11 +93,23 @@ def select_devices(selector: str, devices: list[Device], benchmarks: list[str]) 
             if dev not in chosen:
                 chosen.append(dev)
         if not chosen:
-            raise CampaignError("--devices is empty: use all, tag:TAG or NAME[,NAME...]")
+            raise CampaignError("--devices is empty: use all, tag:TAG, profile:PROFILE or "
+                                "NAME[,NAME...]")
     for dev in chosen:
         offered = (dev.capabilities or {}).get("benchmarks", [])
         missing = [b for b in benchmarks if b not in offered]
         if missing:
             raise CampaignError(f"device {dev.name!r} does not offer {', '.join(missing)} "
                                 f"(it offers: {', '.join(offered) or 'nothing'})")
+    return chosen
+
+
+def images_for(devices: list[Device], images: dict[str | None, str]) -> dict[str, str]:
+    """Agent id -> image, from ``--image REF`` (key None: every device) and
+    ``--image PROFILE=REF`` (devices of that profile). A device with neither runs natively."""
+    chosen = {}
+    for dev in devices:
+        ref = images.get((dev.capabilities or {}).get("profile"), images.get(None))
+        if ref is not None:
+            chosen[dev.agent_id] = ref
     return chosen

@@ -71,6 +71,7 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     max_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    image: Mapped[str | None] = mapped_column(String(512), nullable=True)  # None: native
     state: Mapped[str] = mapped_column(String(16), index=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.protocol import (
@@ -59,6 +59,35 @@ class Dispatch:
     agent_id: str
 
 
+def _add_columns(engine, wanted: dict[str, dict[str, str]]) -> None:
+    """Add columns that newer versions introduced to a store made by an older one
+    (create_all never alters an existing table). All such columns are nullable."""
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    for table, columns in wanted.items():
+        have = {c["name"] for c in inspector.get_columns(table)}
+        for name, sql_type in columns.items():
+            if name not in have:
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+
+
+def _create_tables(engine) -> None:
+    """create_all, tolerating a second process (``serve`` and ``run`` started together) that
+    creates the same tables between our existence check and our CREATE."""
+    for attempt in range(3):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            if "already exists" not in str(exc.orig) and "duplicate key" not in str(exc.orig):
+                raise
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+
+
 class Store:
     """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
 
@@ -66,7 +95,8 @@ class Store:
         self.url = url
         self.engine = _engine(url)
         try:
-            Base.metadata.create_all(self.engine)
+            _create_tables(self.engine)
+            _add_columns(self.engine, {"jobs": {"image": "VARCHAR(512)"}})
         except OperationalError as exc:
             raise StoreError(f"cannot open the results store {redact(url)}: "
                              f"{str(exc.orig).strip().splitlines()[0]}") from None
@@ -128,8 +158,10 @@ class Store:
     def create_campaign(self, benchmarks: list[str], mode: str, runs: int, agent_ids: list[str],
                         selector: str, params: dict[str, Any], seed_base: int = 1,
                         max_steps: int | None = None,
-                        max_seconds: float | None = None) -> Campaign:
-        """Expand benchmarks x devices x runs into queued jobs, in dispatch order."""
+                        max_seconds: float | None = None,
+                        images: dict[str, str] | None = None) -> Campaign:
+        """Expand benchmarks x devices x runs into queued jobs, in dispatch order.
+        ``images``: agent id -> container image its jobs run in (absent: natively)."""
         now = time.time()
         cid = time.strftime("c%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(2)
         campaign = Campaign(id=cid, created_at=now, benchmarks=benchmarks, mode=mode, runs=runs,
@@ -145,6 +177,7 @@ class Store:
                                   benchmark=bench, mode=mode, run_index=run,
                                   seed=seed_base + run - 1, params=params, max_steps=max_steps,
                                   max_seconds=max_seconds, state=JobState.QUEUED.value,
+                                  image=(images or {}).get(agent_id),
                                   created_at=now + n * 1e-6, updated_at=now))
         return campaign
 

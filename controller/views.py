@@ -54,7 +54,29 @@ def result_dict(job: Job, result: Result | None, device: str) -> dict[str, Any]:
     return {"campaign_id": job.campaign_id, "job_id": job.id, "device": device,
             "agent_id": job.agent_id, "benchmark": job.benchmark, "mode": job.mode,
             "run": job.run_index, "seed": job.seed, "state": job.state, "detail": job.detail,
-            "result": result.payload if result else None}
+            "result": result.payload if result else None,
+            **power_fields(result.payload if result else None)}
+
+
+def power_fields(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """energy_j/avg_power_w over the timed window (headline scope), with how they were got:
+    power_method is measured, estimated or none (nothing to measure with; figures None)."""
+    power = (payload or {}).get("power") or {}
+    total = power.get("total") or {}
+    return {"energy_j": total.get("energy_j"), "avg_power_w": total.get("avg_power_w"),
+            "power_method": power.get("status"), "power_scope": total.get("scope"),
+            "meets_mlperf_power_rules": power.get("meets_mlperf_power_rules")}
+
+
+def energy_cells(payload: JobResult | None) -> tuple[str, str]:
+    """(energy J, average W) cells: '~' marks an estimate; 'none' says nothing was measured."""
+    power = payload.power if payload else None
+    if power is None:
+        return "-", "-"
+    if power.total is None:
+        return "none", "-"
+    mark = "~" if power.total.method == "estimated" else ""
+    return f"{mark}{power.total.energy_j:,.1f}", f"{mark}{power.total.avg_power_w:.2f}"
 
 
 def time_cell(job: Job, result: Result | None) -> str:
@@ -76,10 +98,13 @@ def time_cell(job: Job, result: Result | None) -> str:
 
 def results_table(rows: list[tuple[Job, Result | None, str]], title: str) -> Table:
     table = Table(title=title, caption="time-to-train: measured, MLLOG run_start -> run_stop. "
-                  "smoke: synthetic data, never an MLPerf result. ~: projection, an estimate.")
+                  "smoke: synthetic data, never an MLPerf result. ~: projection, an estimate. "
+                  "energy/avg W: same window, widest scope measured (~: estimated; none: "
+                  "no sensor).")
     for col, kw in (("device", {}), ("benchmark", {}), ("mode", {}), ("run", {"justify": "right"}),
                     ("status", {}), ("time-to-train s", {"justify": "right", "no_wrap": True}),
-                    ("quality", {"justify": "right"}), ("target", {}), ("reached", {})):
+                    ("quality", {"justify": "right"}), ("target", {}), ("reached", {}),
+                    ("energy J", {"justify": "right"}), ("avg W", {"justify": "right"})):
         table.add_column(col, **kw)
     for job, result, device in rows:
         payload = JobResult.model_validate(result.payload) if result else None
@@ -94,7 +119,8 @@ def results_table(rows: list[tuple[Job, Result | None, str]], title: str) -> Tab
                       else f"{out.target.metric} {out.quality:.4f}",
                       "-" if out is None else
                       f"{'>=' if out.target.direction == 'max' else '<='} {out.target.value:g}",
-                      "-" if out is None else ("yes" if out.reached_target else "no"))
+                      "-" if out is None else ("yes" if out.reached_target else "no"),
+                      *energy_cells(payload))
     return table
 
 

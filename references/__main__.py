@@ -3,7 +3,7 @@
     python -m references list [--json]
     python -m references run NAME --mode smoke|reduced|full [--data DIR] [--out DIR] [--seed N]
                              [--set KEY=VALUE ...] [--max-steps N] [--max-seconds S]
-                             [--platform NAME] [--debug]
+                             [--division closed|open] [--platform NAME] [--debug]
 
 Exit codes: 0 the run completed (result.json says whether it reached its target); 2 a user error,
 printed as one line ``error: ...``; 1 a crash (with its traceback); 128 + signal number when
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from references import registry
 from references.common import runtime
+from references.common.division import default_division
 from references.common.errors import ConfigError, ReferenceError  # noqa: A004
 
 
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config field; repeatable")
     run.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     run.add_argument("--max-seconds", type=float, help="stop after this many seconds of run")
+    run.add_argument("--division", choices=("closed", "open"),
+                     help="closed: only the hyperparameters MLPerf lets submitters change may be "
+                          "--set; open: any (default: closed for full, open otherwise)")
     run.add_argument("--platform", help="submission_platform (default: the hostname)")
     run.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
     return parser
@@ -96,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["max_steps"] = args.max_steps
     if args.max_seconds is not None:
         overrides["max_seconds"] = args.max_seconds
-    cfg = spec.make_config(args.mode, overrides)
+    division = args.division or default_division(args.mode)
+    cfg = spec.make_config(args.mode, overrides, division)
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     spec.check_data(cfg, args.data)
@@ -109,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return spec.run(cfg, mode=args.mode, data_dir=args.data, out_dir=out_dir,
                         seed=args.seed, platform=args.platform or socket.gethostname(),
-                        mllog_stream=mllog_stream)
+                        mllog_stream=mllog_stream, division=division)
     finally:
         sys.stdout = mllog_stream
 

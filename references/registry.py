@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from references.common.config import Value, apply_overrides, config_dict as _config_dict
+from references.common.division import check_division, default_division
 from references.common.errors import ConfigError, UnknownBenchmark
 
 
@@ -31,13 +32,16 @@ class ReferenceSpec:
     entry_point: str          # "package.module:function" called as main(cfg, mode=..., ...)
     data_check: str           # "package.module:function" called as check(cfg, data_dir); torch-free
 
-    def make_config(self, mode: str, overrides: Mapping[str, Value] | None = None) -> Any:
-        """The ``mode`` preset with ``overrides`` applied and validated (ConfigError if not)."""
+    def make_config(self, mode: str, overrides: Mapping[str, Value] | None = None,
+                    division: str | None = None) -> Any:
+        """The ``mode`` preset with ``overrides`` applied and validated (ConfigError if not).
+        ``division`` (default: closed for full, open otherwise) limits which keys may change."""
         if mode not in self.modes:
             raise ConfigError(f"unknown mode {mode!r} for {self.name}; modes: "
                               f"{', '.join(self.modes)}")
         cls = _load(self.config_class)
-        cfg = apply_overrides(getattr(cls, mode)(), overrides)
+        cfg = apply_overrides(getattr(cls, mode)(), overrides)   # unknown/ill-typed keys first
+        check_division(division or default_division(mode), mode, cls, overrides or {})
         return cfg.validate()
 
     def config_dict(self, cfg: Any) -> dict[str, Any]:
@@ -78,6 +82,28 @@ _SPECS = (
         config_class="references.ncf.config:NcfConfig",
         entry_point="references.ncf.train:main",
         data_check="references.ncf.data:check_data_dir",
+    ),
+    ReferenceSpec(
+        name="resnet",
+        title="Image classification: ResNet-50 v1.5 on ImageNet, top-1 target "
+              "(MLPerf training v0.5)",
+        modes=("smoke", "reduced", "full"),
+        data_hint="ILSVRC2012 folder with train/<wnid>/*.JPEG and val/ (class folders, or flat "
+                  "with LOC_val_solution.csv or val_labels.txt); smoke needs none",
+        config_class="references.resnet.config:ResnetConfig",
+        entry_point="references.resnet.train:main",
+        data_check="references.resnet.data:check_data_dir",
+    ),
+    ReferenceSpec(
+        name="sentiment",
+        title="Sentiment analysis: seq-CNN (Johnson & Zhang 2014) on IMDB, accuracy target "
+              "(MLPerf 2018 draft rules)",
+        modes=("smoke", "reduced", "full"),
+        data_hint="extracted aclImdb folder with train|test/pos|neg/<id>_<rating>.txt; "
+                  "smoke needs none",
+        config_class="references.sentiment.config:SentimentConfig",
+        entry_point="references.sentiment.train:main",
+        data_check="references.sentiment.data:check_data_dir",
     ),
 )
 _REGISTRY = {spec.name: spec for spec in _SPECS}

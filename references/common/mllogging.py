@@ -3,11 +3,14 @@ as the same ``:::MLLOG {...}`` line, on stdout (flushed per line: the agent read
 OUT/mllog.txt. stdout carries nothing else; anything that is not an MLLOG line goes to stderr.
 
 Keys come from ``mlperf_logging.mllog.constants``; the few it lacks -- the NCF hyperparameter
-keys the v0.5 reference logged through mlperf_compliance -- are defined here, in one place.
+keys the v0.5 reference logged through mlperf_compliance, sentiment's, and mlperf-edge's own --
+are defined here, in one place. Every event also goes, in the MLPerf v0.6 line format, to
+OUT/mllog_v06.txt: the compliance checker's 0.6.0 ruleset parses only that format.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,6 +23,14 @@ from mlperf_logging.mllog import constants
 
 PREFIX = ":::MLLOG"
 ORG = "mlperf-edge"
+V06_FILE = "mllog_v06.txt"
+
+
+def v06_line(time_ms: int, key: str, value: Any, metadata: dict | None) -> str:
+    """One event as MLPerf v0.6 logs wrote it (mlperf_compliance):
+    ``:::MLL 1558640835.123 key: {"value": ..., "metadata": {...}}``."""
+    body = json.dumps({"value": value, "metadata": metadata or {}})
+    return f":::MLL {time_ms / 1000:.3f} {key}: {body}\n"
 
 
 class NcfKeys:
@@ -35,6 +46,26 @@ class NcfKeys:
     MODEL_HP_LOSS_FN = "model_hp_loss_fn"
     EVAL_HP_NUM_USERS = "eval_hp_num_users"
     EVAL_HP_NUM_NEG = "eval_hp_num_neg"
+
+
+class SentimentKeys:
+    """Sentiment hyperparameter keys (neither mlperf_logging nor the paddle reference has any)."""
+
+    EMBEDDING_DIM = "model_hp_embedding_dim"
+    CONV_FILTER_SIZES = "model_hp_conv_filter_sizes"
+    CONV_FILTERS = "model_hp_conv_filters"
+    VOCAB_SIZE = "preproc_hp_vocab_size"
+
+
+class EdgeKeys:
+    """Keys mlperf_logging's constants lack: mlperf-edge's own (the checker ignores keys it has
+    no rule for; our rule files in references/compliance/ use RUN_MODE to pick the target a
+    log is held to) and two ResNet hyperparameters later MLPerf logs spell this way."""
+
+    RUN_MODE = "mlperf_edge_run_mode"            # smoke | reduced | full
+    MODEL_NAME = "mlperf_edge_model"             # e.g. "ResNet-50 v1.5"
+    LABEL_SMOOTHING = "model_hp_label_smoothing"
+    SGD_MOMENTUM = "sgd_opt_momentum"            # the key MLPerf v0.7+ ResNet logs use
 
 
 class _OnlyMllog(logging.Filter):
@@ -68,6 +99,9 @@ class MLLog:
         # skips this wrapper's two frames so file/lineno name our caller, as in MLPerf logs.
         root = str(Path(__file__).resolve().parents[2])
         self.mllogger = MLLogger(logger=self.logger, default_stack_offset=3, root_dir=root)
+        # The same events in the MLPerf v0.6 log format, which the compliance checker's 0.6.0
+        # ruleset parses (it does not read ":::MLLOG {json}" lines): OUT/mllog_v06.txt.
+        self._v06 = open(self.path.with_name(V06_FILE), "w", encoding="utf-8")
 
     def event(self, key: str, value: Any = None, metadata: dict | None = None) -> int:
         return self._log(self.mllogger.event, key, value, metadata)
@@ -81,13 +115,19 @@ class MLLog:
     def _log(self, method, key: str, value: Any, metadata: dict | None) -> int:
         time_ms = int(time.time() * 1000)
         method(key=key, value=value, metadata=metadata, time_ms=time_ms)
+        if self._v06 is not None:
+            self._v06.write(v06_line(time_ms, key, value, metadata))
+            self._v06.flush()
         return time_ms
 
-    def submission(self, benchmark: str, mode: str, platform: str) -> None:
-        """The submission_* events. A full run follows the reference's hyperparameters (closed
-        division, on-premises); smoke and reduced runs are never results (open, research)."""
-        division, status = ((constants.CLOSED, constants.ONPREM) if mode == "full"
-                            else (constants.OPEN, constants.RESEARCH))
+    def submission(self, benchmark: str, mode: str, platform: str,
+                   division: str | None = None) -> None:
+        """The submission_* events. ``division`` defaults to closed for a full run and open
+        otherwise; only a full closed run is on-premises, anything else is research (smoke and
+        reduced runs are never results)."""
+        division = division or (constants.CLOSED if mode == "full" else constants.OPEN)
+        status = (constants.ONPREM if mode == "full" and division == constants.CLOSED
+                  else constants.RESEARCH)
         self.event(constants.SUBMISSION_BENCHMARK, benchmark)
         self.event(constants.SUBMISSION_DIVISION, division)
         self.event(constants.SUBMISSION_ORG, ORG)
@@ -95,8 +135,12 @@ class MLLog:
         self.event(constants.SUBMISSION_STATUS, status)
         self.event(constants.SUBMISSION_POC_NAME, os.environ.get("MLPERF_POC_NAME", ORG))
         self.event(constants.SUBMISSION_ENTRY, os.environ.get("MLPERF_ENTRY", platform))
+        self.event(EdgeKeys.RUN_MODE, mode)
 
     def close(self) -> None:
+        if self._v06 is not None:
+            self._v06.close()
+            self._v06 = None
         for handler in list(self.logger.handlers):
             handler.flush()
             handler.close()

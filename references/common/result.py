@@ -13,7 +13,7 @@ from typing import Any
 
 SCHEMA = 1
 KEYS = (
-    "schema", "benchmark", "mode", "status", "reached_target", "target", "quality", "epochs",
+    "schema", "benchmark", "mode", "division", "status", "reached_target", "target", "quality", "epochs",
     "samples_trained", "timed_window_s", "time_to_target_s", "time_to_train_s",
     "throughput_samples_per_s", "epoch_time_s", "projection", "stop_reason", "dataset", "config",
     "source_revision", "seed", "platform", "mllog_file",
@@ -29,6 +29,8 @@ def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
         missing = [k for k in KEYS if k not in result]
         extra = [k for k in result if k not in KEYS]
         raise ValueError(f"result keys differ from the schema: missing {missing}, extra {extra}")
+    if result["division"] not in ("closed", "open"):
+        raise ValueError(f"division {result['division']!r} not in ('closed', 'open')")
     if result["stop_reason"] not in STOP_REASONS:
         raise ValueError(f"stop_reason {result['stop_reason']!r} not in {STOP_REASONS}")
     if result["projection"] is not None and tuple(result["projection"]) != PROJECTION_KEYS:

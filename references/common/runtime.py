@@ -81,6 +81,29 @@ def configure_torch(threads: int = 0, device: str = "auto") -> tuple[int, str]:
     return n, device
 
 
+def clear_caches(dataset_files=None) -> tuple[bool, str]:
+    """Clear what could hold the dataset in memory before the run (MLPerf ``cache_clear``);
+    returns (done, how). The whole page cache when asked and permitted (drop_page_cache);
+    otherwise each dataset file's pages are evicted with posix_fadvise(DONTNEED), which needs
+    no privilege. Synthetic data has no files: nothing can be cached."""
+    if drop_page_cache():
+        return True, "drop_caches (whole page cache)"
+    if dataset_files is None:
+        return True, "synthetic data generated in memory: no dataset files to cache"
+    count = 0
+    try:
+        for path in dataset_files:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+            count += 1
+    except (OSError, AttributeError) as exc:
+        return False, f"posix_fadvise DONTNEED failed after {count} file(s): {exc}"
+    return True, f"posix_fadvise DONTNEED on {count} dataset file(s)"
+
+
 def drop_page_cache() -> bool:
     """Drop the OS page cache before a run, as MLPerf run scripts do (``cache_clear``): only
     when asked (MLPERF_CLEAR_CACHES=1, e.g. by a harness that owns the device) and permitted

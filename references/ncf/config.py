@@ -13,6 +13,7 @@ Torch-free: the agent builds and validates configs without importing torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from references.common.errors import ConfigError
 
@@ -21,6 +22,11 @@ DATASETS = ("synthetic", "ml-20m", "ml-1m")
 
 @dataclass(frozen=True)
 class NcfConfig:
+    # What a closed NCF submission may choose (MLPerf training rules' hyperparameter table: the
+    # batch size and the Adam settings); everything else is the reference's.
+    CLOSED_TUNABLE: ClassVar[tuple[str, ...]] = (
+        "batch_size", "learning_rate", "adam_beta1", "adam_beta2", "adam_epsilon")
+
     # -- data -------------------------------------------------------------------------------
     # Which data: "synthetic" (smoke), or the MovieLens folder name an agent looks for under its
     # data root. The files in --data decide the format (ratings.csv or ratings.dat).

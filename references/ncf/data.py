@@ -428,3 +428,8 @@ def check_data_dir(cfg, data_dir: Path | None) -> None:
     if data_dir is None:
         raise DatasetError(f"--data is required for dataset {cfg.dataset}: the {find_hint()}")
     find_ratings(Path(data_dir), prefer=cfg.dataset)
+
+
+def dataset_files(cfg, data_dir: Path) -> list[Path]:
+    """The files a run reads (for the cache clear before it)."""
+    return [Path(data_dir) / find_ratings(Path(data_dir), prefer=cfg.dataset).filename]

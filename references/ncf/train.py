@@ -11,7 +11,6 @@ stdout belongs to the MLLOG lines; progress for people goes to stderr.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import TextIO
@@ -22,9 +21,15 @@ import torch.nn as nn
 from mlperf_logging.mllog import constants as C
 
 from references.common import runtime
-from references.common.config import config_dict
+from references.common.harness import (
+    Stopwatch,
+    TimedRun,
+    build_result,
+    log_cache_clear,
+    projection,
+    say,
+)
 from references.common.mllogging import MLLog, NcfKeys
-from references.common.provenance import source_revision
 from references.common.result import write_result
 from references.common.targets import reached, target_for
 from references.ncf import data as ncf_data
@@ -34,10 +39,6 @@ from references.ncf.model import NeuMF
 
 BENCHMARK = "ncf"
 PROGRESS_EVERY_S = 10.0
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def make_optimizer(model: nn.Module, cfg: NcfConfig) -> torch.optim.Optimizer:
@@ -88,7 +89,7 @@ def evaluate(model: nn.Module, data: ncf_data.NcfData, topk: int,
 
 
 def main(cfg: NcfConfig, *, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
-         platform: str, mllog_stream: TextIO | None = None) -> int:
+         platform: str, mllog_stream: TextIO | None = None, division: str | None = None) -> int:
     """Run NCF in ``mode``; write OUT/mllog.txt and OUT/result.json; return the exit code."""
     ncf_data.check_data_dir(cfg, data_dir)    # a wrong folder is a user error: say so first
     out_dir = Path(out_dir)
@@ -96,40 +97,23 @@ def main(cfg: NcfConfig, *, mode: str, data_dir: Path | None, out_dir: Path, see
     target = target_for(BENCHMARK, mode)
     threads, device = runtime.configure_torch(cfg.threads, cfg.device)
     log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream)
-    run = _Run(log)
+    run = TimedRun(log)
+    division = division or ("closed" if mode == "full" else "open")
     try:
-        return _train(cfg, mode, data_dir, out_dir, seed, platform, target, threads, device,
-                      log, run)
+        return _train(cfg, mode, division, data_dir, out_dir, seed, platform, target, threads,
+                      device, log, run)
     finally:
         run.abort_if_open()               # a crash or a signal: close the window as aborted
         log.close()
 
 
-class _Run:
-    """Whether the timed window is open, so that a crash or signal can still close it."""
-
-    def __init__(self, log: MLLog) -> None:
-        self.log, self.start_ms, self.stop_ms = log, None, None
-
-    def start(self) -> int:
-        self.start_ms = self.log.start(C.RUN_START)
-        return self.start_ms
-
-    def stop(self, status: str) -> int:
-        self.stop_ms = self.log.end(C.RUN_STOP, metadata={C.STATUS: status})
-        return self.stop_ms
-
-    def abort_if_open(self) -> None:
-        if self.start_ms is not None and self.stop_ms is None:
-            self.stop(C.ABORTED)
-
-
-def _train(cfg: NcfConfig, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
-           platform: str, target, threads: int, device: str, log: MLLog, run: _Run) -> int:
+def _train(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir: Path,
+           seed: int, platform: str, target, threads: int, device: str, log: MLLog,
+           run: TimedRun) -> int:
     # -- init: untimed ------------------------------------------------------------------------
-    log.event(C.CACHE_CLEAR, value=runtime.drop_page_cache())
+    log_cache_clear(log, None if data_dir is None else ncf_data.dataset_files(cfg, data_dir))
     log.start(C.INIT_START)
-    log.submission(BENCHMARK, mode, platform)
+    log.submission(BENCHMARK, mode, platform, division)
     log.event(C.SEED, seed)
     torch.manual_seed(seed)                        # model initialisation
     rng = np.random.default_rng(seed)              # training negatives and order
@@ -158,7 +142,7 @@ def _train(cfg: NcfConfig, mode: str, data_dir: Path | None, out_dir: Path, seed
     run_started = time.monotonic()
     steps = samples = epochs_done = 0
     train_s = 0.0                                  # training wall time, evaluation excluded
-    batching = _Stopwatch()                        # ... of which building batches (negatives)
+    batching = Stopwatch()                        # ... of which building batches (negatives)
     first_step_s, first_batch = 0.0, 0             # the first step allocates grads and state
     epoch_times_s: list[float] = []
     quality: float | None = None
@@ -244,30 +228,12 @@ def _train(cfg: NcfConfig, mode: str, data_dir: Path | None, out_dir: Path, seed
                         + shards_per_epoch * batching.total_s / shards_built)
     else:
         epoch_time_s = None
-    result = {
-        "schema": 1,
-        "benchmark": BENCHMARK,
-        "mode": mode,
-        "status": C.SUCCESS if success else C.ABORTED,
-        "reached_target": success,
-        "target": target.as_dict(),
-        "quality": quality,
-        "epochs": epochs_done,
-        "samples_trained": samples,
-        "timed_window_s": timed_window_s,
-        "time_to_target_s": timed_window_s if success and mode in ("smoke", "full") else None,
-        "time_to_train_s": timed_window_s if success and mode == "full" else None,
-        "throughput_samples_per_s": step_samples / step_s if step_s > 0 else None,
-        "epoch_time_s": epoch_time_s,
-        "projection": _projection(cfg, data.dataset, epoch_time_s) if mode == "reduced" else None,
-        "stop_reason": stop_reason,
-        "dataset": data.dataset,
-        "config": config_dict(cfg),
-        "source_revision": source_revision(),
-        "seed": seed,
-        "platform": platform,
-        "mllog_file": "mllog.txt",
-    }
+    result = build_result(
+        benchmark=BENCHMARK, mode=mode, division=division, target=target, quality=quality,
+        success=success, epochs=epochs_done, samples=samples, timed_window_s=timed_window_s,
+        throughput=step_samples / step_s if step_s > 0 else None, epoch_time_s=epoch_time_s,
+        projection=_projection(cfg, data.dataset, epoch_time_s), stop_reason=stop_reason,
+        dataset=data.dataset, cfg=cfg, seed=seed, platform=platform)
     write_result(out_dir, result)
     got = "n/a" if quality is None else f"{quality:.4f}"
     say(f"run_stop {result['status']}: {target.metric} {got} (target {target.value}), "
@@ -275,37 +241,14 @@ def _train(cfg: NcfConfig, mode: str, data_dir: Path | None, out_dir: Path, seed
     return 0
 
 
-class _Stopwatch:
-    """Adds up the time an iterator takes to produce its items."""
-
-    def __init__(self) -> None:
-        self.total_s = 0.0
-
-    def timed(self, iterable):
-        iterator = iter(iterable)
-        while True:
-            started = time.monotonic()
-            try:
-                item = next(iterator)
-            except StopIteration:
-                self.total_s += time.monotonic() - started
-                return
-            self.total_s += time.monotonic() - started
-            yield item
-
-
 def _projection(cfg: NcfConfig, dataset: str, epoch_time_s: float | None) -> dict | None:
     """Time-to-train projected from a bounded run. Labelled as such: never a result."""
-    if epoch_time_s is None:
-        return None
     basis = (f"{cfg.epochs_to_converge:g} epochs x measured training epoch time; MLPerf v0.5 "
              "expectation 'NCF converges in about 8 to 14 epochs' "
              "(github.com/mlcommons/training_policies/issues/77); evaluation time excluded")
     if dataset != "ml-20m":
         basis += f"; the epoch count is for ml-20m, this run used {dataset}"
-    return {"kind": "projection", "time_to_train_s": cfg.epochs_to_converge * epoch_time_s,
-            "epochs_to_converge": cfg.epochs_to_converge, "epoch_time_s": epoch_time_s,
-            "basis": basis}
+    return projection(cfg.epochs_to_converge, epoch_time_s, basis)
 
 
 def _log_hyperparameters(log: MLLog, cfg: NcfConfig, n_users: int,

@@ -36,8 +36,11 @@ def test_a_job_runs_and_reports_through_every_state(mosquitto, agents, peer, pre
     assert result.timed_window.duration_s == pytest.approx(result.outcome.timed_window_s,
                                                            abs=1e-3)
     peer.wait_job_state("job-1", JobState.DONE)
-    assert peer.states("job-1") == [JobState.ACCEPTED, JobState.PREPARING, JobState.RUNNING,
-                                    JobState.REPORTING, JobState.DONE]
+    # cooling: where the device profile sets a thermal threshold (x86-64-cpu-server does)
+    states = [s for s in peer.states("job-1") if s is not JobState.COOLING]
+    assert states == [JobState.ACCEPTED, JobState.PREPARING, JobState.RUNNING,
+                      JobState.REPORTING, JobState.DONE]
+    assert result.power is not None                          # measured, estimated or none
     lines = peer.mllog("job-1")
     assert len(lines) == result.mllog_lines and all(ln.startswith(":::MLLOG ") for ln in lines)
     assert any('"run_start"' in ln for ln in lines) and any('"run_stop"' in ln for ln in lines)

@@ -89,3 +89,71 @@ def references_cli(tmp_path):
         return Run(proc, out_dir)
 
     return run
+
+
+# -- ImageNet (ILSVRC2012) and aclImdb fixtures, in their exact layouts ---------------------------
+
+WNIDS = ("n01440764", "n01443537", "n01484850")
+
+
+def class_image(label: int, size: tuple[int, int], rng: np.random.Generator):
+    """An RGB image whose dominant colour is its class (red, green, blue), with noise, so a
+    tiny model can learn the classes from a handful of files."""
+    from PIL import Image
+
+    w, h = size
+    base = np.zeros((h, w, 3), dtype=np.float32)
+    base[..., label % 3] = 200.0
+    pixels = np.clip(base + rng.normal(0, 30, size=(h, w, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def write_imagenet(root: Path, per_class: int = 4, val_per_class: int = 2, flat_val: bool = False,
+                   labels_file: str = "LOC_val_solution.csv", seed: int = 0) -> Path:
+    """train/<wnid>/<wnid>_<n>.JPEG and val/ as class folders, or flat
+    ILSVRC2012_val_<8 digits>.JPEG with the Kaggle LOC_val_solution.csv or val_labels.txt."""
+    rng = np.random.default_rng(seed)
+    for label, wnid in enumerate(WNIDS):
+        folder = root / "train" / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            size = (int(rng.integers(40, 72)), int(rng.integers(40, 72)))
+            class_image(label, size, rng).save(folder / f"{wnid}_{n + 1}.JPEG", "JPEG")
+    (root / "val").mkdir(parents=True, exist_ok=True)
+    rows, index = [], 0
+    for label, wnid in enumerate(WNIDS):
+        for _ in range(val_per_class):
+            index += 1
+            name = f"ILSVRC2012_val_{index:08d}"
+            folder = root / "val" if flat_val else root / "val" / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            class_image(label, (60, 50), rng).save(folder / f"{name}.JPEG", "JPEG")
+            rows.append((name, wnid))
+    if flat_val:
+        if labels_file.endswith(".csv"):
+            text = "ImageId,PredictionString\n" + "".join(
+                f"{name},{wnid} 10 20 40 50 \n" for name, wnid in rows)
+        else:
+            text = "".join(f"{name}.JPEG {wnid}\n" for name, wnid in rows)
+        (root / labels_file).write_text(text)
+    return root
+
+
+POSITIVE = "a wonderful moving film great acting superb story loved it"
+NEGATIVE = "a dull boring film awful acting terrible story hated it"
+
+
+def write_aclimdb(root: Path, per_class: int = 6, seed: int = 0) -> Path:
+    """train|test/pos|neg/<id>_<rating>.txt as aclImdb ships them (ratings 7-10 / 1-4), with
+    punctuation and <br /> tags as in the real reviews."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                rating = int(rng.integers(7, 11) if label == "pos" else rng.integers(1, 5))
+                picked = rng.choice(words.split(), size=12)
+                text = f"{' '.join(picked).capitalize()}!<br /><br />Really, {picked[0]}."
+                (folder / f"{i}_{rating}.txt").write_text(text, encoding="utf-8")
+    return root

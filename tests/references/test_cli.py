@@ -131,20 +131,22 @@ def test_full_run_on_a_small_ml20m_folder(references_cli, tmp_path):
         assert result["time_to_train_s"] is None and result["time_to_target_s"] is None
         assert result["stop_reason"] == "max_epochs"
     division = next(e for e in run.events if e["key"] == "submission_division")["value"]
-    assert division == "closed"
+    assert division == "closed" and result["division"] == "closed"
 
 
 def test_list(references_cli):
     run = references_cli("list", "--json", out=False)
     assert run.code == 0
-    (ncf,) = json.loads(run.stdout)
-    assert ncf["name"] == "ncf" and ncf["modes"] == ["smoke", "reduced", "full"] and ncf["title"]
+    listed = json.loads(run.stdout)
+    assert [b["name"] for b in listed] == ["ncf", "resnet", "sentiment"]
+    for b in listed:
+        assert b["modes"] == ["smoke", "reduced", "full"] and b["title"] and b["data_hint"]
     text = references_cli("list", out=False).stdout
-    assert "ncf" in text and "ratings.csv" in text
+    assert "ratings.csv" in text and "train/<wnid>/*.JPEG" in text and "aclImdb" in text
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "resnet", "--mode", "smoke"], "unknown benchmark 'resnet'; known: ncf"),
+    (["run", "bert", "--mode", "smoke"], "unknown benchmark 'bert'; known: ncf, resnet, sentiment"),
     (["run", "ncf", "--mode", "smoke", "--set", "nope=1"], "unknown config key 'nope'"),
     (["run", "ncf", "--mode", "smoke", "--set", "batch_size=lots"],
      "config key 'batch_size' expects int, got 'lots'"),
@@ -155,6 +157,13 @@ def test_list(references_cli):
      "expected ratings.csv (ml-20m: userId,movieId,rating,timestamp) or ratings.dat "
      "(ml-1m: UserID::MovieID::Rating::Timestamp)"),
     (["run", "ncf"], "the following arguments are required: --mode"),
+    (["run", "ncf", "--mode", "full", "--data", "/x", "--set", "mlp_layers=8,4"],
+     "closed division: mlp_layers may not be changed"),
+    (["run", "resnet", "--mode", "smoke", "--division", "closed"], "open division by definition"),
+    (["run", "ncf", "--mode", "smoke", "--division", "mixed"], "invalid choice: 'mixed'"),
+    (["run", "resnet", "--mode", "full", "--data", "/nonexistent"],
+     "expected the ILSVRC2012 layout train/<wnid>/*.JPEG and val/"),
+    (["run", "sentiment", "--mode", "reduced"], "--data is required for aclImdb"),
 ])
 def test_user_errors_are_one_line_and_exit_2(references_cli, args, message):
     run = references_cli(*args, out=False)

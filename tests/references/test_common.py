@@ -26,7 +26,8 @@ def test_targets_are_data_checked_by_a_plain_function():
 
 def sample_result(**changes):
     result = {key: None for key in KEYS}
-    result.update({"schema": 1, "stop_reason": "max_epochs", "projection": None, **changes})
+    result.update({"schema": 1, "division": "open", "stop_reason": "max_epochs",
+                   "projection": None, **changes})
     return result
 
 

@@ -19,7 +19,7 @@ def test_overrides_parse_strings_and_typed_values():
     cfg = spec.make_config("full", {"batch_size": "4096", "learning_rate": "1e-3",
                                     "mlp_layers": "128,64,32", "max_steps": 10,
                                     "max_seconds": "none", "device": "cpu",
-                                    "epochs_to_converge": 9})
+                                    "epochs_to_converge": 9}, "open")
     assert cfg.batch_size == 4096 and cfg.learning_rate == 0.001
     assert cfg.mlp_layers == (128, 64, 32) and cfg.max_steps == 10 and cfg.max_seconds is None
     assert cfg.epochs_to_converge == 9.0 and cfg.device == "cpu"
@@ -86,11 +86,14 @@ def test_registry_resolves_configs_without_torch():
         import json, sys
         from references import registry
         spec = registry.get("ncf")
-        cfg = spec.make_config("full", {"batch_size": "1024", "mlp_layers": "64,32"})
+        cfg = spec.make_config("full", {"batch_size": "1024", "mlp_layers": "64,32"}, "open")
         spec.config_dict(cfg)
+        for name in ("resnet", "sentiment"):
+            for mode in ("smoke", "reduced", "full"):
+                registry.get(name).config_dict(registry.get(name).make_config(mode, {}))
         print(json.dumps({"names": registry.names(), "heavy": sorted(
             m for m in ("torch", "mlperf_logging", "numpy") if m in sys.modules)}))
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env(), timeout=60, check=True)
-    assert done.stdout.strip() == '{"names": ["ncf"], "heavy": []}'
+    assert done.stdout.strip() == '{"names": ["ncf", "resnet", "sentiment"], "heavy": []}'

@@ -1,0 +1,73 @@
+"""Reading device profiles from YAML, validated, with errors that name the file and field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from agent.profiles.schema import DeviceProfile
+from agent.protocol import ConfigError
+
+#: Where profiles are read from when no folder is given: $MLPERF_PROFILES_DIR, else the
+#: checkout's device_profiles/ next to the agent package.
+ENV_DIR = "MLPERF_PROFILES_DIR"
+
+
+def profiles_dir(given: Path | None = None) -> Path:
+    if given is not None:
+        return Path(given).expanduser()
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR]).expanduser()
+    return Path(__file__).resolve().parent.parent.parent / "device_profiles"
+
+
+def load_profile(path: Path) -> DeviceProfile:
+    """One profile file; ConfigError like ``rpi5.yaml: container.memory_limit_mb: ...``."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"device profile {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"device profile {path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"device profile {path}: expected a mapping of fields")
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "profile"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"device profile {path}: {where}: {first['msg']}{more}") from None
+
+
+def load_profiles(folder: Path | None = None) -> dict[str, DeviceProfile]:
+    """Every ``*.yaml`` in the folder, by profile name; names must be unique."""
+    folder = profiles_dir(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"device profiles folder {folder} does not exist "
+                          f"(set --profiles-dir or {ENV_DIR})")
+    profiles: dict[str, DeviceProfile] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        profile = load_profile(path)
+        if profile.name in profiles:
+            raise ConfigError(f"device profile {path}: name {profile.name!r} is already used "
+                              f"by {origin[profile.name]}")
+        profiles[profile.name], origin[profile.name] = profile, path
+    if not profiles:
+        raise ConfigError(f"device profiles folder {folder} holds no *.yaml file")
+    return profiles
+
+
+def find_profile(name_or_path: str, folder: Path | None = None) -> DeviceProfile:
+    """A profile by name (from the folder) or by path to a YAML file."""
+    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+        return load_profile(Path(name_or_path).expanduser())
+    profiles = load_profiles(folder)
+    if name_or_path not in profiles:
+        raise ConfigError(f"no device profile {name_or_path!r} "
+                          f"(known: {', '.join(sorted(profiles))})")
+    return profiles[name_or_path]

@@ -1,0 +1,120 @@
+"""What every reference's train.py shares: the timed window, progress to stderr, the cache
+clear, the projection of a bounded run, and the result.json it writes.
+
+The training loop itself stays in each reference (NCF's builds batches of negatives; ResNet and
+sentiment share :mod:`references.common.loop`); this module is what surrounds it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mlperf_logging.mllog import constants as C
+
+from references.common import runtime
+from references.common.config import config_dict
+from references.common.mllogging import MLLog
+from references.common.provenance import source_revision
+from references.common.targets import Target
+
+
+def say(message: str) -> None:
+    """Progress for people: stderr (stdout carries only MLLOG lines)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+class TimedRun:
+    """Whether the timed window is open, so that a crash or signal can still close it."""
+
+    def __init__(self, log: MLLog) -> None:
+        self.log, self.start_ms, self.stop_ms = log, None, None
+
+    def start(self) -> int:
+        self.start_ms = self.log.start(C.RUN_START)
+        return self.start_ms
+
+    def stop(self, status: str) -> int:
+        self.stop_ms = self.log.end(C.RUN_STOP, metadata={C.STATUS: status})
+        return self.stop_ms
+
+    def abort_if_open(self) -> None:
+        if self.start_ms is not None and self.stop_ms is None:
+            self.stop(C.ABORTED)
+
+    @property
+    def window_s(self) -> float:
+        return (self.stop_ms - self.start_ms) / 1000.0
+
+
+class Stopwatch:
+    """Adds up the time an iterator takes to produce its items."""
+
+    def __init__(self) -> None:
+        self.total_s = 0.0
+
+    def timed(self, iterable: Iterable) -> Iterator:
+        iterator = iter(iterable)
+        while True:
+            started = time.monotonic()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.total_s += time.monotonic() - started
+                return
+            self.total_s += time.monotonic() - started
+            yield item
+
+
+def log_cache_clear(log: MLLog, dataset_files: Iterable[Path] | None) -> None:
+    """The MLPerf ``cache_clear`` event, stating how (and whether) it was done."""
+    cleared, method = runtime.clear_caches(dataset_files)
+    log.event(C.CACHE_CLEAR, value=cleared, metadata={"method": method})
+
+
+def projection(epochs_to_converge: float, epoch_time_s: float | None, basis: str) -> dict | None:
+    """Time-to-train projected from a bounded run: epochs the reference needs (cited in
+    ``basis``) x the measured epoch time. Labelled as a projection: never a result."""
+    if epoch_time_s is None:
+        return None
+    return {"kind": "projection", "time_to_train_s": epochs_to_converge * epoch_time_s,
+            "epochs_to_converge": epochs_to_converge, "epoch_time_s": epoch_time_s,
+            "basis": basis}
+
+
+def build_result(*, benchmark: str, mode: str, division: str, target: Target,
+                 quality: float | None, success: bool, epochs: int, samples: int,
+                 timed_window_s: float, throughput: float | None, epoch_time_s: float | None,
+                 projection: dict | None, stop_reason: str, dataset: str, cfg: Any, seed: int,
+                 platform: str) -> dict[str, Any]:
+    """result.json's content. Only a full run that reached its target has a time-to-train; a
+    smoke run's time to its own target is ``time_to_target_s``; a reduced run has neither,
+    only its projection."""
+    return {
+        "schema": 1,
+        "benchmark": benchmark,
+        "mode": mode,
+        "division": division,
+        "status": C.SUCCESS if success else C.ABORTED,
+        "reached_target": success,
+        "target": target.as_dict(),
+        "quality": quality,
+        "epochs": epochs,
+        "samples_trained": samples,
+        "timed_window_s": timed_window_s,
+        "time_to_target_s": timed_window_s if success and mode in ("smoke", "full") else None,
+        "time_to_train_s": timed_window_s if success and mode == "full" else None,
+        "throughput_samples_per_s": throughput,
+        "epoch_time_s": epoch_time_s,
+        "projection": projection if mode == "reduced" else None,
+        "stop_reason": stop_reason,
+        "dataset": dataset,
+        "config": config_dict(cfg),
+        "source_revision": source_revision(),
+        "seed": seed,
+        "platform": platform,
+        "mllog_file": "mllog.txt",
+    }

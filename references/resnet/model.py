@@ -1,0 +1,83 @@
+"""ResNet v1.5 (He et al. 2016, "Deep Residual Learning"; v1.5 as in the MLPerf reference and
+NVIDIA's: the stride-2 of a downsampling bottleneck sits on its 3x3 convolution, not its first
+1x1). Read top-down: the bottleneck block, a stage of blocks, then the network.
+
+ResNet-50 has 3, 4, 6, 3 bottlenecks per stage. The smaller members of the same family used for
+reduced and smoke runs on small devices change only the block counts (ResNet-26: 2, 2, 2, 2;
+ResNet-14: 1, 1, 1, 1) and optionally the width; ``describe()`` names them honestly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from references.resnet.config import ARCHS
+
+EXPANSION = 4                              # a bottleneck's output is 4x its inner width
+
+
+def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """Convolution (no bias: batch norm follows) + batch norm."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out))
+
+
+class Bottleneck(nn.Module):
+    """1x1 (reduce) -> 3x3 (stride here: v1.5) -> 1x1 (expand), plus the shortcut, then ReLU."""
+
+    def __init__(self, c_in: int, width: int, stride: int) -> None:
+        super().__init__()
+        c_out = width * EXPANSION
+        self.reduce = conv_bn(c_in, width, 1)
+        self.conv = conv_bn(width, width, 3, stride)
+        self.expand = conv_bn(width, c_out, 1)
+        self.shortcut = (conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out
+                         else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.reduce(x))
+        y = torch.relu(self.conv(y))
+        return torch.relu(self.expand(y) + self.shortcut(x))
+
+
+def stage(c_in: int, width: int, blocks: int, stride: int) -> nn.Sequential:
+    """``blocks`` bottlenecks; the first changes resolution (stride) and width."""
+    layers = [Bottleneck(c_in, width, stride)]
+    layers += [Bottleneck(width * EXPANSION, width, 1) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+class ResNet(nn.Module):
+    """Stem (7x7/2 conv, 3x3/2 max pool) -> 4 stages (strides 1, 2, 2, 2) -> global average
+    pool -> linear classifier."""
+
+    def __init__(self, arch: str = "resnet50", num_classes: int = 1000,
+                 base_width: int = 64) -> None:
+        super().__init__()
+        self.arch, self.base_width = arch, base_width
+        blocks = ARCHS[arch]
+        self.stem = nn.Sequential(conv_bn(3, base_width, 7, 2), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(3, stride=2, padding=1))
+        c, stages = base_width, []
+        for i, n in enumerate(blocks):
+            width = base_width * 2 ** i
+            stages.append(stage(c, width, n, stride=1 if i == 0 else 2))
+            c = width * EXPANSION
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(c, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    def describe(self) -> str:
+        """'ResNet-50 v1.5', or e.g. 'ResNet-14 v1.5 (base width 8; ResNet-50 has 64)'."""
+        depth = 2 + 3 * sum(ARCHS[self.arch])
+        name = f"ResNet-{depth} v1.5"
+        return name if self.base_width == 64 else f"{name} (base width {self.base_width}; " \
+                                                  "the reference has 64)"

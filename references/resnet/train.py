@@ -1,0 +1,235 @@
+"""Train ResNet until top-1 reaches the target, as the MLPerf v0.5 reference does: SGD with
+momentum, 5 warmup epochs then step decay, evaluation on the whole validation set every
+``epochs_per_eval`` epochs, stop at the first evaluation that meets the target.
+
+The timed window (run_start -> run_stop) holds the epochs: decoding and augmenting the training
+images is inside it, as in the reference's input pipeline; scanning the folders and building
+the model happen before it (init).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TextIO
+
+import torch
+import torch.nn as nn
+from mlperf_logging.mllog import constants as C
+
+from references.common import runtime
+from references.common.errors import DatasetError
+from references.common.harness import (
+    TimedRun,
+    build_result,
+    log_cache_clear,
+    projection,
+    say,
+)
+from references.common.loop import Bounds, train_epochs
+from references.common.mllogging import EdgeKeys, MLLog
+from references.common.result import write_result
+from references.common.targets import target_for
+from references.resnet import data as rdata
+from references.resnet.config import ResnetConfig
+from references.resnet.model import ResNet
+
+BENCHMARK = "resnet"
+
+
+def lr_at(step: int, cfg: ResnetConfig, steps_per_epoch: int) -> float:
+    """The reference's schedule: base_lr x batch/256, reached linearly over warmup_epochs, then
+    x0.1 at each boundary epoch (learning_rate_with_decay in resnet_run_loop.py)."""
+    peak = cfg.base_learning_rate * cfg.batch_size / 256
+    warmup_steps = int(steps_per_epoch * cfg.warmup_epochs)
+    if step < warmup_steps:
+        return peak * step / warmup_steps
+    epoch = step / steps_per_epoch
+    return peak * 0.1 ** sum(epoch >= b for b in cfg.decay_boundary_epochs)
+
+
+def make_optimizer(model: nn.Module, cfg: ResnetConfig) -> torch.optim.SGD:
+    """SGD with momentum; weight decay on everything but batch norm (the reference's
+    loss_filter_fn leaves batch_normalization variables out of its L2 term)."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            (no_decay if isinstance(module, nn.BatchNorm2d) else decay).append(p)
+    return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=0.0, momentum=cfg.momentum)
+
+
+@torch.inference_mode()
+def top1(model: nn.Module, batches, device: str) -> float:
+    """Fraction of images whose highest-scoring class is the label."""
+    model.eval()
+    right = total = 0
+    for batch in batches:
+        if batch is None:
+            continue
+        images, labels = batch
+        right += (model(images.to(device)).argmax(1) == labels.to(device)).sum().item()
+        total += len(labels)
+    model.train()
+    return right / total if total else 0.0
+
+
+def main(cfg: ResnetConfig, *, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
+         platform: str, mllog_stream: TextIO | None = None, division: str | None = None) -> int:
+    """Run ResNet in ``mode``; write OUT/mllog.txt and OUT/result.json; return the exit code."""
+    rdata.check_data_dir(cfg, data_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads, device = runtime.configure_torch(cfg.threads, cfg.device)
+    log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream)
+    run = TimedRun(log)
+    try:
+        return _train(cfg, mode, division or ("closed" if mode == "full" else "open"), data_dir,
+                      out_dir, seed, platform, threads, device, log, run)
+    finally:
+        run.abort_if_open()
+        log.close()
+
+
+def _loaders(cfg: ResnetConfig, data_dir: Path | None, seed: int):
+    """(train batches(epoch), val batches(), n_train, n_val, classes, dataset, files)."""
+    if cfg.dataset == "synthetic":
+        xt, yt, xv, yv = rdata.synthetic(cfg, seed)
+        gen = torch.Generator().manual_seed(seed)
+
+        def train(epoch: int):
+            order = torch.randperm(len(yt), generator=gen)
+            for lo in range(0, len(order), cfg.batch_size):
+                idx = order[lo:lo + cfg.batch_size]
+                yield xt[idx], yt[idx]
+
+        def val():
+            for lo in range(0, len(yv), 256):
+                yield xv[lo:lo + 256], yv[lo:lo + 256]
+
+        return (train, val, len(yt), len(yv), cfg.synthetic_classes,
+                f"synthetic ({cfg.synthetic_classes} planted classes)", None)
+
+    wnids, train_split, val_split = rdata.scan(data_dir)
+    workers = cfg.workers if cfg.workers >= 0 else max(0, min(8, runtime.available_cpus() - 1))
+    train_set = rdata.ImageDataset(train_split, True, cfg, seed)
+    val_set = rdata.ImageDataset(val_split, False, cfg, seed)
+    gen = torch.Generator().manual_seed(seed)
+    common = dict(collate_fn=rdata.collate, num_workers=workers,
+                  persistent_workers=False, pin_memory=False)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size,
+                                               shuffle=True, generator=gen, **common)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=cfg.batch_size, **common)
+
+    def train(epoch: int):
+        train_set.epoch = epoch          # a fresh augmentation stream per epoch
+        return (b for b in _reraised(train_loader) if b is not None)
+
+    files = train_split.files + val_split.files
+    return (train, lambda: _reraised(val_loader), len(train_split), len(val_split), len(wnids),
+            "imagenet", files)
+
+
+def _reraised(loader):
+    """The loader's batches; a DatasetError raised in a worker process comes back wrapped in
+    the worker's traceback text: re-raise it as the one-line error it was."""
+    try:
+        yield from loader
+    except DatasetError as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise DatasetError(last.split("DatasetError: ", 1)[-1]) from None
+
+
+def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, out_dir: Path,
+           seed: int, platform: str, threads: int, device: str, log: MLLog,
+           run: TimedRun) -> int:
+    target = target_for(BENCHMARK, mode)
+    torch.manual_seed(seed)
+    # Scanning the folders is cheap and names a wrong one before the MLPerf init.
+    train_batches, val_batches, n_train, n_val, classes, dataset, files = \
+        _loaders(cfg, data_dir, seed)
+
+    # -- init: untimed ------------------------------------------------------------------------
+    log_cache_clear(log, files)
+    log.start(C.INIT_START)
+    log.submission(BENCHMARK, mode, platform, division)
+    log.event(C.SEED, seed)
+    model = ResNet(cfg.arch, classes, cfg.base_width).to(device)
+    if device == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    _log_hyperparameters(log, cfg, model, n_train, n_val)
+    say(f"resnet {mode} ({division} division): {model.describe()}, {classes} classes, "
+        f"{n_train:,} training / {n_val:,} validation images ({dataset}), "
+        f"{steps_per_epoch:,} steps of {cfg.batch_size} per epoch; target {target.metric} "
+        f">= {target.value}; {threads} thread(s) on {device}")
+    if mode == "full" and dataset != "imagenet":
+        say("note: the MLPerf target is defined on ImageNet; this run is not comparable")
+    log.end(C.INIT_STOP)
+
+    # -- the timed window ---------------------------------------------------------------------
+    run_start_ms = run.start()
+    step_count = [0]
+
+    def step(batch) -> torch.Tensor:
+        images, labels = batch
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step_count[0], cfg, steps_per_epoch)
+        images = images.to(device, non_blocking=True)
+        if device == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = loss_fn(model(images), labels.to(device, non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step_count[0] += 1
+        return loss.detach()
+
+    bounds = Bounds(cfg.max_epochs, cfg.max_steps, cfg.max_seconds, cfg.epochs_per_eval)
+    out = train_epochs(log, bounds, target, batches=train_batches, step=step,
+                       batch_size_of=lambda b: len(b[1]),
+                       evaluate=lambda: top1(model, val_batches(), device),
+                       steps_per_epoch=steps_per_epoch, metric=target.metric)
+    run_stop_ms = run.stop(C.SUCCESS if out.success else C.ABORTED)
+
+    # -- report -------------------------------------------------------------------------------
+    epoch_time_s = out.epoch_time_s(steps_per_epoch)
+    basis = (f"{cfg.epochs_to_converge:g} epochs (the v0.5 reference's schedule, "
+             "imagenet_main.py train_epochs=90: an upper bound, no convergence epoch is "
+             "published) x measured training epoch time; evaluation time excluded")
+    if dataset != "imagenet" or cfg.arch != "resnet50":
+        basis += f"; the epoch count is for ResNet-50 on ImageNet, this run: {model.describe()}" \
+                 f" on {dataset}"
+    result = build_result(
+        benchmark=BENCHMARK, mode=mode, division=division, target=target, quality=out.quality,
+        success=out.success, epochs=out.epochs, samples=out.samples,
+        timed_window_s=(run_stop_ms - run_start_ms) / 1000.0, throughput=out.throughput(),
+        epoch_time_s=epoch_time_s,
+        projection=projection(cfg.epochs_to_converge, epoch_time_s, basis),
+        stop_reason=out.stop_reason, dataset=dataset, cfg=cfg, seed=seed, platform=platform)
+    write_result(out_dir, result)
+    got = "n/a" if out.quality is None else f"{out.quality:.4f}"
+    say(f"run_stop {result['status']}: {target.metric} {got} (target {target.value}), "
+        f"{out.stop_reason}, {result['timed_window_s']:.2f} s timed; "
+        f"result in {out_dir / 'result.json'}")
+    return 0
+
+
+def _log_hyperparameters(log: MLLog, cfg: ResnetConfig, model: ResNet, n_train: int,
+                         n_val: int) -> None:
+    # The keys the MLPerf 0.6.0 resnet.yaml rules require, and the reference's others.
+    log.event(EdgeKeys.MODEL_NAME, model.describe())
+    log.event(C.GLOBAL_BATCH_SIZE, cfg.batch_size)
+    log.event(C.OPT_NAME, C.SGD)
+    log.event(C.OPT_BASE_LR, cfg.base_learning_rate * cfg.batch_size / 256)
+    log.event(C.OPT_LR_WARMUP_EPOCHS, cfg.warmup_epochs)
+    log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, list(cfg.decay_boundary_epochs))
+    log.event(C.OPT_WEIGHT_DECAY, cfg.weight_decay)
+    log.event(EdgeKeys.SGD_MOMENTUM, cfg.momentum)
+    log.event(EdgeKeys.LABEL_SMOOTHING, cfg.label_smoothing)
+    log.event(C.MODEL_BN_SPAN, cfg.batch_size)     # one process: BN statistics span the batch
+    log.event(C.TRAIN_SAMPLES, n_train)
+    log.event(C.EVAL_SAMPLES, n_val)

@@ -1,0 +1,1 @@
+"""Sentiment analysis: seq-CNN on IMDB (MLPerf 2018 draft rules)."""

@@ -1,0 +1,144 @@
+"""Jobs in containers, end to end: controller -> Mosquitto -> agent -> container -> result
+with the image digest; pulling from the registry; OOM kills and cancellation reported."""
+
+import json
+import secrets
+import threading
+import uuid
+
+import pytest
+
+from agent.jobs import JobExecution, Workspace
+from agent.protocol import JobAssignment, JobState, Sequence
+from tests.conftest import cli, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(mosquitto, tmp_path):
+    return {"MLPERF_BROKER": mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'lab.db'}",
+            "MLPERF_PREFIX": f"t{secrets.token_hex(3)}/v1"}
+
+
+def devices(env):
+    return {d["name"]: d for d in json.loads(cli("mlperf-controller", "devices", "--json",
+                                                 env=env, check=True).stdout)}
+
+
+def test_ncf_smoke_in_container_then_from_the_registry(env, agents, mosquitto, cpu_image,
+                                                       registry, engine):
+    agent = agents(mosquitto.url, "boxed", "--prefix", env["MLPERF_PREFIX"])
+    online = wait_for(lambda: (d := devices(env).get("boxed")) and d["state"] == "online" and d,
+                      60, interval_s=0.5, what="agent online")
+    caps = online["capabilities"]
+    assert caps["container_engine"].startswith("docker ")
+    profile = caps["profile"]
+    assert profile                                       # detected on this host
+
+    run = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices",
+              f"profile:{profile}", "--image", cpu_image["tag"], "--json", env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:] + agent.log[-3000:]
+    (row,) = json.loads(run.stdout)["results"]
+    result = row["result"]
+    assert row["state"] == "done" and result["outcome"]["reached_target"] is True
+    assert result["image_digest"] == engine.images.get(cpu_image["tag"]).id
+    job_dir = agent.work_dir / "jobs" / row["job_id"]          # the container's /work/out
+    assert (job_dir / "result.json").is_file() and (job_dir / "stdout.log").is_file()
+    log = cli("mlperf-controller", "logs", row["job_id"], env=env, check=True).stdout
+    keys = [json.loads(line[len(":::MLLOG "):])["key"] for line in log.splitlines()]
+    assert keys.count("run_start") == 1 and keys.count("run_stop") == 1
+    assert len(keys) == result["mllog_lines"]
+
+    # Through the registry: the device does not have the registry's ref, so it pulls it.
+    pushed = json.loads(cli("mlperf-controller", "images", "push", "--registry", registry.host,
+                            cpu_image["tag"], "--json", env=env, check=True,
+                            timeout=900).stdout)[0]
+    if engine.images.list(name=pushed["ref"]):
+        engine.images.remove(pushed["ref"])
+    run = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "boxed",
+              "--image", f"{profile}={pushed['ref']}", "--json", env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:] + agent.log[-3000:]
+    (row,) = json.loads(run.stdout)["results"]
+    assert row["state"] == "done"
+    assert row["result"]["image_digest"] == pushed["digest"]
+    assert f"pulling image {pushed['ref']}" in agent.log
+
+
+def job(image, **fields):
+    return JobAssignment(job_id=f"j{uuid.uuid4().hex[:8]}", campaign_id="ctest", benchmark="ncf",
+                         mode="smoke", run_index=1, seed=1, image=image, seq=0, sent_at=0.0,
+                         **fields)
+
+
+def workspace(tmp_path, profile=None):
+    from agent.container import engine_version
+
+    return Workspace(tmp_path / "data", tmp_path / "work", "test", profile=profile,
+                     engine=engine_version(), images_dir=tmp_path / "images")
+
+
+def test_oom_kill_is_reported(cpu_image, tmp_path):
+    from agent.profiles.schema import DeviceProfile
+
+    tiny = DeviceProfile(name="tiny", description="64 MiB", platform="auto",
+                         runtime="torch-cpu", container={"memory_limit_mb": 64})
+    result = JobExecution(job(cpu_image["tag"]), "test", workspace(tmp_path, tiny),
+                          Sequence()).run()
+    assert result.status == "failed"
+    assert "out of memory (OOM; container limit 64 MiB" in result.error
+    assert result.exit_code == 137
+    assert result.image_digest.startswith("sha256:")
+
+
+def test_cancel_stops_the_container(cpu_image, engine, tmp_path):
+    lines: list[str] = []
+    execution = JobExecution(job(cpu_image["tag"]), "test", workspace(tmp_path), Sequence(),
+                             on_mllog=lines.extend)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(execution.run()))
+    worker.start()
+    wait_for(lambda: any('"run_start"' in line for line in lines), 120, what="run_start")
+    execution.request_cancel("test cancel")
+    worker.join(60)
+    (result,) = done
+    assert result.status == "cancelled" and result.error == "test cancel"
+    assert execution.state == JobState.REPORTING
+    out = str(tmp_path / "work" / "jobs" / result.job_id)
+    assert not engine.containers.list(all=True, filters={"label": f"io.mlperf-edge.out={out}"})
+
+
+def test_without_an_engine_the_job_runs_natively(tmp_path):
+    from agent.container import choose_process
+    from agent.runner import ReferenceProcess, RunRequest
+
+    ws = Workspace(tmp_path, tmp_path, "test", engine=None)
+    request = RunRequest("ncf", "smoke", 1, tmp_path / "out", "test")
+    process, digest = choose_process(job("mlperf-edge/x:1"), ws, request, print, print)
+    assert type(process) is ReferenceProcess and digest is None
+
+
+def test_engine_refusal_is_a_failed_result_not_a_crash(cpu_image, engine, tmp_path):
+    """--gpus all on a host without the NVIDIA runtime: the engine refuses to start it."""
+    from agent.profiles.schema import DeviceProfile
+
+    if "nvidia" in (engine.info().get("Runtimes") or {}):
+        pytest.skip("this host has the NVIDIA container runtime")
+    gpu = DeviceProfile(name="gpu", description="gpus", platform="auto", runtime="torch-cuda",
+                        container={"gpus": True})
+    result = JobExecution(job(cpu_image["tag"]), "test", workspace(tmp_path, gpu),
+                          Sequence()).run()
+    assert result.status == "failed" and result.exit_code == 125
+    assert result.error.startswith(f"the container engine refused to run {cpu_image['tag']}")
+    out = str(tmp_path / "work" / "jobs" / result.job_id)
+    assert not engine.containers.list(all=True, filters={"label": f"io.mlperf-edge.out={out}"})
+
+
+def test_an_image_that_cannot_be_had_fails_the_job_in_preparing(engine, tmp_path):
+    states = []
+    result = JobExecution(job("127.0.0.1:9/none/such:1"), "test", workspace(tmp_path),
+                          Sequence(), on_state=lambda s, d: states.append(s)).run()
+    assert result.status == "failed" and result.image_digest is None
+    assert result.error.startswith("image 127.0.0.1:9/none/such:1 is not here and cannot be "
+                                   "pulled")
+    assert JobState.RUNNING not in states

@@ -1,0 +1,55 @@
+"""ResNet and sentiment through the real system, as NCF goes: `mlperf-agent run` (a real
+subprocess) and a controller campaign over Mosquitto with a real `mlperf-agent start`."""
+
+import json
+import secrets
+
+import pytest
+
+from agent.protocol import JobResult, decode
+from tests.conftest import cli, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("benchmark, metric", [("resnet", "top1"), ("sentiment", "accuracy")])
+def test_agent_run_smoke(tmp_path, benchmark, metric):
+    proc = cli("mlperf-agent", "run", benchmark, "--mode", "smoke", "--json", "--name",
+               "bench-pc", "--work-dir", str(tmp_path), timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = decode(JobResult, proc.stdout.strip().encode())
+    assert result.status == "done" and result.benchmark == benchmark
+    outcome = result.outcome
+    assert outcome.reached_target and outcome.mode == "smoke" and outcome.division == "open"
+    assert outcome.target.metric == metric and outcome.time_to_train_s is None
+    assert result.timed_window.duration_s > 0
+    job_dir = tmp_path / "jobs" / result.job_id
+    assert (job_dir / "mllog.txt").read_text().count("\n") == result.mllog_lines
+
+
+def test_campaign_runs_both_new_references(mosquitto, agents, tmp_path):
+    env = {"MLPERF_BROKER": mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'lab.db'}",
+           "MLPERF_PREFIX": f"t{secrets.token_hex(3)}/v1"}
+    agents(mosquitto.url, "edge-r", "--prefix", env["MLPERF_PREFIX"])
+
+    def online():
+        devices = json.loads(cli("mlperf-controller", "devices", "--json", env=env,
+                                 check=True).stdout)
+        return any(d["name"] == "edge-r" and d["state"] == "online" for d in devices)
+
+    wait_for(online, 30, interval_s=0.5, what="edge-r online")
+    run = cli("mlperf-controller", "run", "--benchmarks", "resnet,sentiment", "--devices",
+              "edge-r", "--mode", "smoke", "--json", env=env, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    campaign = json.loads(run.stdout)
+    assert campaign["state"] == "done"
+    rows = {r["benchmark"]: r for r in campaign["results"]}
+    assert set(rows) == {"resnet", "sentiment"}
+    for row in rows.values():
+        assert row["state"] == "done", row
+        outcome = row["result"]["outcome"]
+        assert outcome["mode"] == "smoke" and outcome["reached_target"] is True
+        assert outcome["time_to_train_s"] is None and outcome["time_to_target_s"] > 0
+    log = cli("mlperf-controller", "logs", rows["resnet"]["job_id"], env=env, check=True).stdout
+    keys = [json.loads(line[len(":::MLLOG "):])["key"] for line in log.splitlines()]
+    assert keys.count("run_start") == 1 and "opt_learning_rate_warmup_epochs" in keys
