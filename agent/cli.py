@@ -144,6 +144,10 @@ def run(
         help="Device profile name or YAML file (default: detected; see `mlperf-agent probe`)."
     )] = None,
     profiles_dir: ProfilesDir = None,
+    division: Annotated[Optional[str], typer.Option(
+        "--division", help="MLPerf division: closed (only the hyperparameters MLPerf lets "
+                           "submitters change may be --set) or open. Default: closed for full, "
+                           "open otherwise.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run one benchmark here, without a controller, and print the result a job would give.
@@ -155,7 +159,7 @@ def run(
     settings = resolve(dict(name=name, data_root=data_root, work_dir=work_dir,
                             profile=profile, profiles_dir=profiles_dir), config)
     result = run_local(settings, benchmark, mode, seed, parse_params(set_), max_steps,
-                       max_seconds, as_json)
+                       max_seconds, as_json, division)
     raise typer.Exit(0 if result.status == "done" else 1)
 
 

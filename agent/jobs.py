@@ -59,7 +59,7 @@ def validate(job: JobAssignment, allowed: list[str] | None = None) -> None:
                        f"(allowed: {', '.join(allowed) or 'none'})")
     try:
         spec = registry.get(job.benchmark)
-        spec.make_config(job.mode, dict(job.params))
+        spec.make_config(job.mode, dict(job.params), job.division)
     except ReferenceError as exc:
         raise JobError(str(exc)) from None
 
@@ -113,7 +113,7 @@ class JobExecution:
                 benchmark=job.benchmark, mode=job.mode, seed=job.seed, out_dir=out_dir,
                 platform=self.workspace.platform, params=dict(job.params),
                 data_dir=data_dir_for(job, self.workspace.data_root),
-                max_steps=job.max_steps, max_seconds=job.max_seconds)
+                max_steps=job.max_steps, max_seconds=job.max_seconds, division=job.division)
             process, image_digest = choose_process(job, self.workspace, request,
                                                    self.on_mllog, self.on_progress)
         except MlperfEdgeError as exc:

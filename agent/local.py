@@ -25,14 +25,15 @@ from agent.settings import AgentSettings
 
 def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
               params: dict[str, str], max_steps: int | None, max_seconds: float | None,
-              as_json: bool) -> JobResult:
+              as_json: bool, division: str | None = None) -> JobResult:
     """Validate, run and print one job; Ctrl-C cancels it (reported as cancelled)."""
     seq = Sequence()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         job = JobAssignment(job_id=f"local-{benchmark}-{mode}-{stamp}", campaign_id="local",
                             benchmark=benchmark, mode=mode, run_index=1, seed=seed,
-                            params=params, max_steps=max_steps, max_seconds=max_seconds, **seq())
+                            params=params, max_steps=max_steps, max_seconds=max_seconds,
+                            division=division, **seq())
     except ValueError as exc:                    # pydantic: a bad name or mode
         raise JobError(f"invalid job: {_first_error(exc)}") from None
     validate(job)

@@ -304,6 +304,8 @@ class JobAssignment(Message):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     max_steps: int | None = Field(default=None, ge=1)
     max_seconds: float | None = Field(default=None, gt=0)
+    division: Literal["closed", "open"] | None = Field(
+        default=None, description="MLPerf division; None: closed for full, open otherwise")
     image: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9][^\s]*$",
                               description="container image to run the reference in; None: "
                                           "natively (also on devices without an engine)")

@@ -42,6 +42,7 @@ class RunRequest:
     data_dir: Path | None = None
     max_steps: int | None = None
     max_seconds: float | None = None
+    division: str | None = None          # None: the reference's default for the mode
 
     def argv(self) -> list[str]:
         """The reference command line (a list: no shell, no string from the wire)."""
@@ -57,6 +58,8 @@ class RunRequest:
             cmd += ["--max-steps", str(self.max_steps)]
         if self.max_seconds is not None:
             cmd += ["--max-seconds", f"{self.max_seconds:g}"]
+        if self.division is not None:
+            cmd += ["--division", self.division]
         return cmd
 
 

@@ -44,6 +44,7 @@ class CampaignRequest:
     max_steps: int | None = None
     max_seconds: float | None = None
     images: dict[str | None, str] = field(default_factory=dict)   # profile (None: all) -> ref
+    division: str | None = None          # None: closed for full, open otherwise
 
     def __post_init__(self) -> None:
         if not self.benchmarks:
@@ -54,6 +55,8 @@ class CampaignRequest:
             raise CampaignError(f"--mode {self.mode!r}: use smoke, reduced or full")
         if self.runs < 1:
             raise CampaignError("--runs must be at least 1")
+        if self.division not in (None, "closed", "open"):
+            raise CampaignError(f"--division {self.division!r}: use closed or open")
 
 
 def run_campaign(settings: ControllerSettings, store: Store, req: CampaignRequest, *,
@@ -81,7 +84,7 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
         campaign = store.create_campaign(
             req.benchmarks, req.mode, req.runs, [d.agent_id for d in devices], req.devices,
             req.params, req.seed, req.max_steps, req.max_seconds,
-            images=fleet.images_for(devices, req.images))
+            images=fleet.images_for(devices, req.images), division=req.division)
         console.print(f"campaign [bold]{campaign.id}[/]: {', '.join(req.benchmarks)} "
                       f"({req.mode}) x {len(devices)} device(s) x {req.runs} run(s)")
         if service is not None:

@@ -136,6 +136,10 @@ def run(
         "--set", help="Config override KEY=VALUE for every job (repeatable).")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1)] = None,
     max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", min=0.001)] = None,
+    division: Annotated[Optional[str], typer.Option(
+        "--division", help="MLPerf division: closed lets --set change only the hyperparameters "
+                           "MLPerf lets submitters choose; open allows the rest. Default: "
+                           "closed for full, open for smoke and reduced.")] = None,
     detach: Annotated[bool, typer.Option(
         "--detach", help="Queue the campaign and return at once (a running `serve` "
                          "dispatches it).")] = False,
@@ -155,7 +159,7 @@ def run(
     req = CampaignRequest(benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()],
                           devices=devices_, runs=runs, mode=mode, params=parse_params(set_),
                           seed=seed, max_steps=max_steps, max_seconds=max_seconds,
-                          images=parse_images(image))
+                          images=parse_images(image), division=division)
     try:
         campaign = run_campaign(settings, store, req, detach=detach, timeout_s=timeout_s,
                                 connect_timeout_s=connect_timeout_s,

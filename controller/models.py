@@ -72,6 +72,7 @@ class Job(Base):
     max_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     image: Mapped[str | None] = mapped_column(String(512), nullable=True)  # None: native
+    division: Mapped[str | None] = mapped_column(String(8), nullable=True)  # None: by mode
     state: Mapped[str] = mapped_column(String(16), index=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)

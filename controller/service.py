@@ -157,6 +157,7 @@ class ControllerService:
                 job_id=job.id, campaign_id=job.campaign_id, benchmark=job.benchmark,
                 mode=job.mode, run_index=job.run_index, seed=job.seed, params=job.params,
                 max_steps=job.max_steps, max_seconds=job.max_seconds, image=job.image,
+                division=job.division,
                 **self.seq()))
             log.info("job %s assigned to %s: %s %s run %d", job.id, d.agent_id, job.benchmark,
                      job.mode, job.run_index)

@@ -96,7 +96,7 @@ class Store:
         self.engine = _engine(url)
         try:
             _create_tables(self.engine)
-            _add_columns(self.engine, {"jobs": {"image": "VARCHAR(512)"}})
+            _add_columns(self.engine, {"jobs": {"image": "VARCHAR(512)", "division": "VARCHAR(8)"}})
         except OperationalError as exc:
             raise StoreError(f"cannot open the results store {redact(url)}: "
                              f"{str(exc.orig).strip().splitlines()[0]}") from None
@@ -159,7 +159,8 @@ class Store:
                         selector: str, params: dict[str, Any], seed_base: int = 1,
                         max_steps: int | None = None,
                         max_seconds: float | None = None,
-                        images: dict[str, str] | None = None) -> Campaign:
+                        images: dict[str, str] | None = None,
+                        division: str | None = None) -> Campaign:
         """Expand benchmarks x devices x runs into queued jobs, in dispatch order.
         ``images``: agent id -> container image its jobs run in (absent: natively)."""
         now = time.time()
@@ -177,7 +178,7 @@ class Store:
                                   benchmark=bench, mode=mode, run_index=run,
                                   seed=seed_base + run - 1, params=params, max_steps=max_steps,
                                   max_seconds=max_seconds, state=JobState.QUEUED.value,
-                                  image=(images or {}).get(agent_id),
+                                  image=(images or {}).get(agent_id), division=division,
                                   created_at=now + n * 1e-6, updated_at=now))
         return campaign
 

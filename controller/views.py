@@ -29,8 +29,8 @@ def device_dict(d: Device) -> dict[str, Any]:
 
 def devices_table(devices: list[Device]) -> Table:
     table = Table(title="Devices")
-    for col in ("device", "state", "last seen", "arch", "cpus", "memory", "accelerators",
-                "benchmarks", "tags", "load"):
+    for col in ("device", "state", "last seen", "profile", "arch", "cpus", "memory",
+                "accelerators", "benchmarks", "tags", "load"):
         table.add_column(col)
     for d in devices:
         caps = d.capabilities or {}
@@ -39,7 +39,8 @@ def devices_table(devices: list[Device]) -> Table:
         state = f"[green]{d.state}[/]" if d.state == "online" else f"[red]{d.state}[/]"
         table.add_row(
             d.name, state + (f" ({d.reason})" if d.state != "online" and d.reason else ""),
-            _ago(d.last_seen), caps.get("arch", "-"), str(caps.get("cpu_count", "-")),
+            _ago(d.last_seen), caps.get("profile") or "-", caps.get("arch", "-"),
+            str(caps.get("cpu_count", "-")),
             f"{mem / 2**30:.1f} GiB" if mem else "-",
             ", ".join(caps.get("accelerators", [])) or "-",
             ", ".join(caps.get("benchmarks", [])) or "-", ", ".join(d.tags or []) or "-",

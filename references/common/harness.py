@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mlperf_logging.mllog import constants as C
 
@@ -20,6 +20,28 @@ from references.common.config import config_dict
 from references.common.mllogging import MLLog
 from references.common.provenance import source_revision
 from references.common.targets import Target
+
+
+def run_reference(train: Callable[..., int], check_data_dir: Callable[[Any, Path | None], None],
+                  cfg: Any, *, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
+                  platform: str, mllog_stream: TextIO | None = None,
+                  division: str | None = None) -> int:
+    """Every reference's ``main``: check the data folder first (a wrong folder is a user
+    error), set up torch and the log, call ``train(cfg, mode, division, data_dir, out_dir, seed,
+    platform, threads, device, log, run)``, and close the timed window as aborted if training
+    crashed or was signalled. Division defaults to closed for full, open otherwise."""
+    check_data_dir(cfg, data_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads, device = runtime.configure_torch(cfg.threads, cfg.device)
+    log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream)
+    run = TimedRun(log)
+    try:
+        return train(cfg, mode, division or ("closed" if mode == "full" else "open"), data_dir,
+                     out_dir, seed, platform, threads, device, log, run)
+    finally:
+        run.abort_if_open()
+        log.close()
 
 
 def say(message: str) -> None:

@@ -20,13 +20,13 @@ import torch
 import torch.nn as nn
 from mlperf_logging.mllog import constants as C
 
-from references.common import runtime
 from references.common.harness import (
     Stopwatch,
     TimedRun,
     build_result,
     log_cache_clear,
     projection,
+    run_reference,
     say,
 )
 from references.common.mllogging import MLLog, NcfKeys
@@ -91,25 +91,15 @@ def evaluate(model: nn.Module, data: ncf_data.NcfData, topk: int,
 def main(cfg: NcfConfig, *, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
          platform: str, mllog_stream: TextIO | None = None, division: str | None = None) -> int:
     """Run NCF in ``mode``; write OUT/mllog.txt and OUT/result.json; return the exit code."""
-    ncf_data.check_data_dir(cfg, data_dir)    # a wrong folder is a user error: say so first
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = target_for(BENCHMARK, mode)
-    threads, device = runtime.configure_torch(cfg.threads, cfg.device)
-    log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream)
-    run = TimedRun(log)
-    division = division or ("closed" if mode == "full" else "open")
-    try:
-        return _train(cfg, mode, division, data_dir, out_dir, seed, platform, target, threads,
-                      device, log, run)
-    finally:
-        run.abort_if_open()               # a crash or a signal: close the window as aborted
-        log.close()
+    return run_reference(_train, ncf_data.check_data_dir, cfg, mode=mode, data_dir=data_dir,
+                         out_dir=out_dir, seed=seed, platform=platform,
+                         mllog_stream=mllog_stream, division=division)
 
 
 def _train(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir: Path,
-           seed: int, platform: str, target, threads: int, device: str, log: MLLog,
+           seed: int, platform: str, threads: int, device: str, log: MLLog,
            run: TimedRun) -> int:
+    target = target_for(BENCHMARK, mode)
     # -- init: untimed ------------------------------------------------------------------------
     log_cache_clear(log, None if data_dir is None else ncf_data.dataset_files(cfg, data_dir))
     log.start(C.INIT_START)

@@ -24,6 +24,7 @@ from references.common.harness import (
     build_result,
     log_cache_clear,
     projection,
+    run_reference,
     say,
 )
 from references.common.loop import Bounds, train_epochs
@@ -78,18 +79,9 @@ def top1(model: nn.Module, batches, device: str) -> float:
 def main(cfg: ResnetConfig, *, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
          platform: str, mllog_stream: TextIO | None = None, division: str | None = None) -> int:
     """Run ResNet in ``mode``; write OUT/mllog.txt and OUT/result.json; return the exit code."""
-    rdata.check_data_dir(cfg, data_dir)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    threads, device = runtime.configure_torch(cfg.threads, cfg.device)
-    log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream)
-    run = TimedRun(log)
-    try:
-        return _train(cfg, mode, division or ("closed" if mode == "full" else "open"), data_dir,
-                      out_dir, seed, platform, threads, device, log, run)
-    finally:
-        run.abort_if_open()
-        log.close()
+    return run_reference(_train, rdata.check_data_dir, cfg, mode=mode, data_dir=data_dir,
+                         out_dir=out_dir, seed=seed, platform=platform,
+                         mllog_stream=mllog_stream, division=division)
 
 
 def _loaders(cfg: ResnetConfig, data_dir: Path | None, seed: int):

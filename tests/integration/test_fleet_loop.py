@@ -90,6 +90,13 @@ def test_run_without_serve_dispatches_in_process_and_detach_queues(env, agents, 
     assert run.returncode == 0, run.stderr[-3000:]
     assert "solo" in run.stdout and "done" in run.stdout      # the results table
 
+    # The division travels with the job; the agent refuses what the reference refuses.
+    closed = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "solo",
+                 "--division", "closed", "--json", env=env, timeout=300)
+    [row] = json.loads(closed.stdout)["results"]
+    assert row["state"] == "failed"
+    assert "open division by definition" in row["result"]["error"]
+
     detached = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--detach", "--json",
                    env=env, check=True)
     queued = json.loads(detached.stdout)

@@ -1,0 +1,46 @@
+"""The MLPerf division travels from the job to the reference's command line, and the agent
+refuses a closed-division job that changes what MLPerf does not let submitters change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.errors import JobError
+from agent.jobs import validate
+from agent.protocol import JobAssignment, ProtocolError, Sequence, decode, encode
+from agent.runner import RunRequest
+
+
+def job(**fields) -> JobAssignment:
+    base = dict(job_id="j1", campaign_id="c1", benchmark="ncf", mode="full", run_index=1,
+                seed=1)
+    return JobAssignment(**(base | fields), **Sequence()())
+
+
+def test_a_closed_full_job_may_not_change_the_model():
+    with pytest.raises(JobError, match="closed division: mlp_layers"):
+        validate(job(params={"mlp_layers": "8,4"}))
+    with pytest.raises(JobError, match="closed division: mlp_layers"):
+        validate(job(params={"mlp_layers": "8,4"}, division="closed"))
+
+
+def test_the_open_division_allows_it():
+    validate(job(params={"mlp_layers": "8,4"}, division="open"))
+
+
+def test_division_reaches_the_reference_command_line():
+    def argv(division):
+        return RunRequest(benchmark="ncf", mode="full", seed=1, out_dir=Path("/o"),
+                          platform="p", division=division).argv()
+
+    assert argv("open")[-2:] == ["--division", "open"]
+    assert "--division" not in argv(None)        # the reference's own default for the mode
+
+
+def test_division_is_optional_on_the_wire_and_checked():
+    assert decode(JobAssignment, encode(job())).division is None
+    payload = encode(job(division="open")).replace(b'"open"', b'"sideways"')
+    with pytest.raises(ProtocolError, match="division"):
+        decode(JobAssignment, payload)
