@@ -19,6 +19,7 @@ from references.common import runtime
 from references.common.config import config_dict
 from references.common.mllogging import MLLog
 from references.common.provenance import source_revision
+from references.common.result import write_result
 from references.common.targets import Target
 
 
@@ -140,3 +141,16 @@ def build_result(*, benchmark: str, mode: str, division: str, target: Target,
         "platform": platform,
         "mllog_file": "mllog.txt",
     }
+
+
+def finish_run(out_dir: Path, **fields: Any) -> int:
+    """Every reference's last step: build result.json from ``fields`` (see build_result),
+    write it, say how the run ended, and return exit code 0."""
+    result = build_result(**fields)
+    write_result(out_dir, result)
+    got = "n/a" if result["quality"] is None else f"{result['quality']:.4f}"
+    target = result["target"]
+    say(f"run_stop {result['status']}: {target['metric']} {got} (target {target['value']}), "
+        f"{result['stop_reason']}, {result['timed_window_s']:.2f} s timed; "
+        f"result in {out_dir / 'result.json'}")
+    return 0

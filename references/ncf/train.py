@@ -23,14 +23,13 @@ from mlperf_logging.mllog import constants as C
 from references.common.harness import (
     Stopwatch,
     TimedRun,
-    build_result,
+    finish_run,
     log_cache_clear,
     projection,
     run_reference,
     say,
 )
 from references.common.mllogging import MLLog, NcfKeys
-from references.common.result import write_result
 from references.common.targets import reached, target_for
 from references.ncf import data as ncf_data
 from references.ncf.config import NcfConfig
@@ -218,17 +217,12 @@ def _train(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_
                         + shards_per_epoch * batching.total_s / shards_built)
     else:
         epoch_time_s = None
-    result = build_result(
-        benchmark=BENCHMARK, mode=mode, division=division, target=target, quality=quality,
+    return finish_run(
+        out_dir, benchmark=BENCHMARK, mode=mode, division=division, target=target, quality=quality,
         success=success, epochs=epochs_done, samples=samples, timed_window_s=timed_window_s,
         throughput=step_samples / step_s if step_s > 0 else None, epoch_time_s=epoch_time_s,
         projection=_projection(cfg, data.dataset, epoch_time_s), stop_reason=stop_reason,
         dataset=data.dataset, cfg=cfg, seed=seed, platform=platform)
-    write_result(out_dir, result)
-    got = "n/a" if quality is None else f"{quality:.4f}"
-    say(f"run_stop {result['status']}: {target.metric} {got} (target {target.value}), "
-        f"{stop_reason}, {timed_window_s:.2f} s timed; result in {out_dir / 'result.json'}")
-    return 0
 
 
 def _projection(cfg: NcfConfig, dataset: str, epoch_time_s: float | None) -> dict | None:

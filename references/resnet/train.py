@@ -21,7 +21,7 @@ from references.common import runtime
 from references.common.errors import DatasetError
 from references.common.harness import (
     TimedRun,
-    build_result,
+    finish_run,
     log_cache_clear,
     projection,
     run_reference,
@@ -29,7 +29,6 @@ from references.common.harness import (
 )
 from references.common.loop import Bounds, train_epochs
 from references.common.mllogging import EdgeKeys, MLLog
-from references.common.result import write_result
 from references.common.targets import target_for
 from references.resnet import data as rdata
 from references.resnet.config import ResnetConfig
@@ -195,19 +194,14 @@ def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, o
     if dataset != "imagenet" or cfg.arch != "resnet50":
         basis += f"; the epoch count is for ResNet-50 on ImageNet, this run: {model.describe()}" \
                  f" on {dataset}"
-    result = build_result(
-        benchmark=BENCHMARK, mode=mode, division=division, target=target, quality=out.quality,
+    return finish_run(
+        out_dir, benchmark=BENCHMARK, mode=mode, division=division, target=target,
+        quality=out.quality,
         success=out.success, epochs=out.epochs, samples=out.samples,
         timed_window_s=(run_stop_ms - run_start_ms) / 1000.0, throughput=out.throughput(),
         epoch_time_s=epoch_time_s,
         projection=projection(cfg.epochs_to_converge, epoch_time_s, basis),
         stop_reason=out.stop_reason, dataset=dataset, cfg=cfg, seed=seed, platform=platform)
-    write_result(out_dir, result)
-    got = "n/a" if out.quality is None else f"{out.quality:.4f}"
-    say(f"run_stop {result['status']}: {target.metric} {got} (target {target.value}), "
-        f"{out.stop_reason}, {result['timed_window_s']:.2f} s timed; "
-        f"result in {out_dir / 'result.json'}")
-    return 0
 
 
 def _log_hyperparameters(log: MLLog, cfg: ResnetConfig, model: ResNet, n_train: int,

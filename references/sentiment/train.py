@@ -19,7 +19,7 @@ from mlperf_logging.mllog import constants as C
 
 from references.common.harness import (
     TimedRun,
-    build_result,
+    finish_run,
     log_cache_clear,
     projection,
     run_reference,
@@ -28,7 +28,6 @@ from references.common.harness import (
 from references.common.loop import Bounds, train_epochs
 from references.common.mllogging import MLLog
 from references.common.mllogging import SentimentKeys as Keys
-from references.common.result import write_result
 from references.common.targets import target_for
 from references.sentiment import data as sdata
 from references.sentiment.config import SentimentConfig
@@ -115,20 +114,15 @@ def _train(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None
              "time excluded")
     if data.dataset != "aclImdb":
         basis += f"; this run used {data.dataset}"
-    result = build_result(
-        benchmark=BENCHMARK, mode=mode, division=division, target=target, quality=out.quality,
+    return finish_run(
+        out_dir, benchmark=BENCHMARK, mode=mode, division=division, target=target,
+        quality=out.quality,
         success=out.success, epochs=out.epochs, samples=out.samples,
         timed_window_s=(run_stop_ms - run_start_ms) / 1000.0, throughput=out.throughput(),
         epoch_time_s=epoch_time_s,
         projection=projection(cfg.epochs_to_converge, epoch_time_s, basis),
         stop_reason=out.stop_reason, dataset=data.dataset, cfg=cfg, seed=seed,
         platform=platform)
-    write_result(out_dir, result)
-    got = "n/a" if out.quality is None else f"{out.quality:.4f}"
-    say(f"run_stop {result['status']}: {target.metric} {got} (target {target.value}), "
-        f"{out.stop_reason}, {result['timed_window_s']:.2f} s timed; "
-        f"result in {out_dir / 'result.json'}")
-    return 0
 
 
 def _log_hyperparameters(log: MLLog, cfg: SentimentConfig, vocab_size: int, n_train: int,
