@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.protocol import BrokerUnavailable, MlperfEdgeError, parse_params
+from agent.errors import BrokerUnavailable, MlperfEdgeError
+from agent.settings import parse_params
 
 app = typer.Typer(
     help="Run MLPerf training benchmarks on this device for an mlperf-edge controller, "
@@ -38,7 +39,7 @@ def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks
 
 Broker = Annotated[Optional[str], typer.Option(
     "--broker", envvar="MLPERF_BROKER",
-    help="MQTT broker URL, mqtt://HOST[:1883] or mqtts://USER:PASS@HOST[:8883].")]
+    help="MQTT broker URL, mqtt://HOST[:1883] or mqtts://HOST[:8883].")]
 Name = Annotated[Optional[str], typer.Option(
     "--name", envvar="MLPERF_AGENT_NAME",
     help="This device's name in the fleet (unique; default: the host name).")]
@@ -55,6 +56,9 @@ ProfilesDir = Annotated[Optional[Path], typer.Option(
 ConfigFile = Annotated[Optional[Path], typer.Option(
     "--config", envvar="MLPERF_AGENT_CONFIG",
     help="YAML file with any of these settings (default ~/.config/mlperf-edge/agent.yaml).")]
+
+
+LOGIN = "Trust, broker login and containers"
 
 
 @app.command()
@@ -84,11 +88,51 @@ def start(
         "--containers/--no-containers",
         help="Run jobs that name an image inside it when a Docker engine answers (default), "
              "or always natively.")] = None,
+    controller_key: Annotated[Optional[str], typer.Option(
+        "--controller-key", envvar="MLPERF_CONTROLLER_KEY", rich_help_panel=LOGIN,
+        help="Only take jobs signed by this controller key: SHA256:... as `mlperf-controller "
+             "key` prints it, the public key, or a file holding either. Kept once given. "
+             "Default: the key kept earlier, else trust on first use.")] = None,
+    trust_on_first_use: Annotated[Optional[bool], typer.Option(
+        "--trust-on-first-use/--no-trust-on-first-use", rich_help_panel=LOGIN,
+        help="With no controller key pinned, pin the first one that signs a valid message "
+             "(said loudly; default), or refuse to start.")] = None,
+    identity: Annotated[Optional[Path], typer.Option(
+        "--identity", envvar="MLPERF_AGENT_IDENTITY", rich_help_panel=LOGIN,
+        help="This agent's signing key, made on first start (default "
+             "WORK_DIR/identity/agent_ed25519).")] = None,
+    enrol_token_file: Annotated[Optional[Path], typer.Option(
+        "--enrol-token-file", envvar="MLPERF_ENROL_TOKEN_FILE", rich_help_panel=LOGIN,
+        help="The lab's pre-shared enrolment token (or set MLPERF_ENROL_TOKEN): the controller "
+             "approves this device without `devices approve`.")] = None,
+    broker_user: Annotated[Optional[str], typer.Option(
+        "--broker-user", envvar="MLPERF_BROKER_USERNAME", rich_help_panel=LOGIN,
+        help="User name at the broker.")] = None,
+    broker_password_file: Annotated[Optional[Path], typer.Option(
+        "--broker-password-file", envvar="MLPERF_BROKER_PASSWORD_FILE", rich_help_panel=LOGIN,
+        help="File holding the broker password (or set MLPERF_BROKER_PASSWORD; never put it "
+             "in the URL, which shows in `ps`).")] = None,
+    tls_ca: Annotated[Optional[Path], typer.Option(
+        "--tls-ca", envvar="MLPERF_TLS_CA", rich_help_panel=LOGIN,
+        help="CA certificate that signed the broker's (mqtts://).")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option(
+        "--tls-cert", envvar="MLPERF_TLS_CERT", rich_help_panel=LOGIN,
+        help="This device's client certificate, for brokers that require one.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(
+        "--tls-key", envvar="MLPERF_TLS_KEY", rich_help_panel=LOGIN,
+        help="The client certificate's private key.")] = None,
+    allow_image: Annotated[Optional[list[str]], typer.Option(
+        "--allow-image", rich_help_panel=LOGIN,
+        help="Image references this agent runs (shell pattern, repeatable), or sha256:... "
+             "image ids. Default: mlperf-edge/* from any registry.")] = None,
 ) -> None:
     """Connect to the broker, announce this device and run jobs one at a time until Ctrl-C.
 
-    Ctrl-C (or SIGTERM) cancels the running job, reports it as cancelled and goes offline.
-    Results are kept in a local spool until the controller acknowledges them.
+    It takes jobs only from the controller whose key it pinned, and signs what it sends with
+    its own key (made on first start; its fingerprint is printed): approve it once on the
+    controller with `mlperf-controller devices approve NAME`, or start with the lab's
+    enrolment token. Ctrl-C (or SIGTERM) cancels the running job, reports it as cancelled and
+    goes offline. Results are kept in a local spool until the controller acknowledges them.
     """
     from agent.service import AgentService
     from agent.settings import resolve
@@ -96,7 +140,12 @@ def start(
     settings = resolve(dict(broker=broker, name=name, data_root=data_root, work_dir=work_dir,
                             tags=tag, allow=allow, heartbeat_s=heartbeat_s, resend_s=resend_s,
                             prefix=prefix, profile=profile, profiles_dir=profiles_dir,
-                            images_dir=images_dir, containers=containers),
+                            images_dir=images_dir, containers=containers,
+                            controller_key=controller_key,
+                            trust_on_first_use=trust_on_first_use, identity=identity,
+                            enrol_token_file=enrol_token_file, broker_user=broker_user,
+                            broker_password_file=broker_password_file, tls_ca=tls_ca,
+                            tls_cert=tls_cert, tls_key=tls_key, allow_images=allow_image),
                        config)
     service = AgentService(settings)
     stop = threading.Event()
@@ -161,6 +210,24 @@ def run(
     result = run_local(settings, benchmark, mode, seed, parse_params(set_), max_steps,
                        max_seconds, as_json, division)
     raise typer.Exit(0 if result.status == "done" else 1)
+
+
+@app.command()
+def key(work_dir: WorkDir = None, config: ConfigFile = None,
+        identity: Annotated[Optional[Path], typer.Option(
+            "--identity", envvar="MLPERF_AGENT_IDENTITY",
+            help="The agent's signing key (default WORK_DIR/identity/agent_ed25519).")] = None
+        ) -> None:
+    """Print this agent's key fingerprint (made now if there is none yet): what the operator
+    compares before `mlperf-controller devices approve NAME`."""
+    from agent.identity import Identity
+    from agent.settings import resolve
+
+    settings = resolve(dict(work_dir=work_dir, identity=identity), config)
+    me, created = Identity.load_or_create(settings.identity)
+    print(me.fingerprint)
+    print(f"{'made' if created else 'kept'} in {settings.identity}; device {settings.name}",
+          file=sys.stderr)
 
 
 @app.command()

@@ -39,6 +39,12 @@ log = logging.getLogger("mlperf.agent")
 #: Where the job's output folder and dataset folder appear inside the container.
 OUT_IN_CONTAINER = Path("/work/out")
 DATA_IN_CONTAINER = Path("/data")
+#: The user a container runs as when the agent is root (``nobody``); otherwise the agent's.
+CONTAINER_UID = 65534
+#: Most processes and threads in one container (torch starts a thread per core and loader).
+PIDS_LIMIT = 4096
+#: Size of the container's writable /tmp (HOME), MiB; counts against its memory limit.
+TMP_MB = 512
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,11 @@ def _client(quiet: bool = False):
         return None
 
 
-def prepare_image(ref: str, images_dir: Path | None = None) -> str:
+def prepare_image(ref: str, images_dir: Path | None = None, pinned: str | None = None) -> str:
     """Make sure ``ref`` is in the engine: already there, loaded from a tarball in
-    ``images_dir`` (``mlperf-controller images export``), or pulled. Returns its digest."""
+    ``images_dir`` (``mlperf-controller images export``), or pulled. When ``pinned`` (the
+    sha256 the signed job names) is given, the image must be exactly that one: its image id,
+    or one of its registry digests. Returns the digest to report."""
     import docker
 
     client = _client()
@@ -86,7 +94,19 @@ def prepare_image(ref: str, images_dir: Path | None = None) -> str:
         image = _load(client, ref, images_dir) or _pull(client, ref, images_dir)
     except docker.errors.APIError as exc:
         raise JobError(f"image {ref}: {exc.explanation or exc}") from None
+    if pinned is not None and pinned not in digests_of(image):
+        raise JobError(f"image {ref} here is {image.id}, not the {pinned} the job pins: "
+                       "refusing to run it (rebuild or re-export the image the controller "
+                       "names, or pull it again)")
     return image_digest(image, ref)
+
+
+def digests_of(image) -> set[str]:
+    """Every sha256 that names ``image``: its id and its registry (manifest) digests."""
+    found = {image.id}
+    for digest in image.attrs.get("RepoDigests") or []:
+        found.add(digest.split("@", 1)[-1])
+    return found
 
 
 def image_digest(image, ref: str) -> str:
@@ -150,6 +170,9 @@ class ContainerProcess(ReferenceProcess):
         return ["python"] + inner.argv()[1:]
 
     def create(self, client):
+        """The container, contained: the harness as its command (never the image's
+        entrypoint), no capabilities, no privilege gain, a pids limit, a non-root user, a
+        read-only root filesystem; writable only the job folder, /tmp and /dev/shm."""
         from docker.types import DeviceRequest
 
         req = self.request
@@ -163,11 +186,16 @@ class ContainerProcess(ReferenceProcess):
             kwargs.update(mem_limit=limit, memswap_limit=limit)    # no swap past the limit
         if self.limits.gpus:
             kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        uid, gid = container_user()
+        if os.getuid() == 0 and uid != 0:
+            os.chown(req.out_dir, uid, gid)               # the run writes only its own folder
         return client.containers.create(
-            self.image, self.argv(), network_mode="host", volumes=volumes,
-            shm_size=f"{self.limits.shm_size_mb}m", user=f"{os.getuid()}:{os.getgid()}",
+            self.image, entrypoint=self.argv(), command=None, network_mode="host",
+            volumes=volumes, shm_size=f"{self.limits.shm_size_mb}m", user=f"{uid}:{gid}",
             environment={"PYTHONUNBUFFERED": "1", "HOME": "/tmp"}, working_dir="/tmp",
-            labels={"io.mlperf-edge.out": str(req.out_dir)}, detach=True, **kwargs)
+            labels={"io.mlperf-edge.out": str(req.out_dir)}, detach=True,
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=PIDS_LIMIT,
+            read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={TMP_MB}m"}, **kwargs)
 
     def run(self, cancel: threading.Event) -> RunOutcome:
         req = self.request
@@ -233,6 +261,13 @@ class ContainerProcess(ReferenceProcess):
                           f"the container engine refused to run {self.image}: {why}", [])
 
 
+def container_user() -> tuple[int, int]:
+    """(uid, gid) a benchmark container runs as: the agent's own, or ``nobody`` for root."""
+    if os.getuid() == 0:
+        return CONTAINER_UID, CONTAINER_UID
+    return os.getuid(), os.getgid()
+
+
 def _stop_when(cancel: threading.Event, container) -> None:
     """Stop the container when the job is cancelled: SIGTERM, then SIGKILL after the grace."""
     cancel.wait()
@@ -244,8 +279,10 @@ def _stop_when(cancel: threading.Event, container) -> None:
         pass
 
 
-def _lines(chunks):
-    """Text lines (with their newline) from a stream of byte chunks."""
+def _lines(chunks, longest: int = 1 << 20):
+    """Text lines (with their newline) from a stream of byte chunks; a line longer than
+    ``longest`` characters is cut into pieces (a container's output is untrusted: one endless
+    line must not fill the agent's memory)."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     pending = ""
     for chunk in chunks:
@@ -253,6 +290,9 @@ def _lines(chunks):
         *complete, pending = pending.split("\n")
         for line in complete:
             yield line + "\n"
+        while len(pending) > longest:
+            yield pending[:longest] + "\n"
+            pending = pending[longest:]
     pending += decoder.decode(b"", final=True)
     if pending:
         yield pending
@@ -271,7 +311,7 @@ def choose_process(job, workspace, request: RunRequest, on_mllog, on_progress
                      "no container engine" if workspace.engine is None else
                      f"profile {profile.name} is native")
         return ReferenceProcess(request, on_mllog, on_progress), None
-    digest = prepare_image(job.image, workspace.images_dir)
+    digest = prepare_image(job.image, workspace.images_dir, job.image_digest)
     limits = ContainerLimits() if profile is None else ContainerLimits(
         memory_limit_mb=profile.memory_limit_mb(job.benchmark),
         shm_size_mb=profile.container.shm_size_mb, gpus=profile.container.gpus)

@@ -4,6 +4,7 @@ so both produce the same result."""
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 import time
 import uuid
@@ -11,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.errors import JobError
+from agent.errors import JobError, MlperfEdgeError
 from agent.power.config import PowerConfig
 from agent.protocol import (
+    TRANSITIONS,
     JobAssignment,
     JobResult,
     JobState,
-    MlperfEdgeError,
-    TRANSITIONS,
     Sequence,
     transition,
 )
@@ -39,29 +39,48 @@ class Workspace:
     engine: str | None = None
     images_dir: Path | None = None
     # How power is measured (the device profile's ``power:`` section), where /sys is (a
-    # host's root mounted in a container), and the broker smart plugs publish to.
+    # host's root mounted in a container), and the broker smart plugs publish to (a URL, or
+    # an agent.link.Broker with the agent's credentials).
     power: PowerConfig = field(default_factory=PowerConfig)
     power_root: Path = Path("/")
-    broker: str | None = None
+    broker: object | None = None
 
     def job_dir(self, job_id: str) -> Path:
         return self.work_dir / "jobs" / job_id
 
 
-def validate(job: JobAssignment, allowed: list[str] | None = None) -> None:
-    """Refuse a job this device must not run: unknown or disallowed benchmark, a mode the
-    reference lacks, or parameters its config rejects (checked without importing torch)."""
+def validate(job: JobAssignment, allowed: list[str] | None = None,
+             allow_images: list[str] | None = None) -> None:
+    """Refuse a job this device must not run: unknown or disallowed benchmark, an image the
+    operator did not allow, a mode the reference lacks, or parameters its config rejects
+    (checked without importing torch)."""
     from references import registry
     from references.common.errors import ReferenceError
 
     if allowed is not None and job.benchmark not in allowed:
         raise JobError(f"benchmark {job.benchmark!r} is not allowed on this agent "
                        f"(allowed: {', '.join(allowed) or 'none'})")
+    if job.image is not None and allow_images is not None and not image_allowed(
+            job.image, job.image_digest, allow_images):
+        raise JobError(f"image {job.image} is not allowed on this agent (allowed: "
+                       f"{', '.join(allow_images)}; add it with --allow-image)")
     try:
         spec = registry.get(job.benchmark)
         spec.make_config(job.mode, dict(job.params), job.division)
     except ReferenceError as exc:
         raise JobError(str(exc)) from None
+
+
+def image_allowed(ref: str, digest: str | None, patterns: list[str]) -> bool:
+    """True when ``ref`` matches one of ``patterns`` (shell patterns over the image reference,
+    e.g. ``lab-registry:5000/mlperf-edge/*``) or ``digest`` is one listed (``sha256:...``)."""
+    for pattern in patterns:
+        if pattern.startswith("sha256:"):
+            if digest == pattern:
+                return True
+        elif fnmatch.fnmatchcase(ref, pattern):
+            return True
+    return False
 
 
 def data_dir_for(job: JobAssignment, root: Path) -> Path | None:
@@ -137,9 +156,17 @@ class JobExecution:
         finally:
             power.stop()
         power_report, power_lines = power.finish(ran.tracker.window)
-        power_count = log_power(power_lines, out_dir / "mllog.txt", self.on_mllog)
+        try:
+            power_count = log_power(power_lines, out_dir / "mllog.txt", self.on_mllog)
+        except MlperfEdgeError as exc:
+            power_count, ran.error = 0, ran.error or str(exc)
+        problem = None if ran.cancelled or ran.tracker.window is None else \
+            implausible(job, ran, started, time.time())
         if ran.cancelled:
             status, error = "cancelled", self.cancel_reason
+        elif problem is not None:                  # the run lied about itself: say so first
+            status, error = "failed", f"refused the run's own report: {problem}"
+            ran.outcome = None
         elif ran.error is not None:
             status, error = "failed", ran.error
         elif ran.tracker.window is None:
@@ -157,6 +184,33 @@ class JobExecution:
         else:                 # failed or cancelled while preparing/cooling: the end state itself
             self.move(JobState(status), fields.get("error"))
         return make_result(self.job, self.agent_id, self.seq, status, started, **fields)
+
+
+#: Slack between the agent's clock and the timed window the run logged, s.
+WINDOW_SLACK_S = 2.0
+
+
+def implausible(job: JobAssignment, ran, started: float, ended: float) -> str | None:
+    """Why what the run reported cannot be true (None when it can): the MLLOG lines and
+    result.json come from the run's own process -- in a container, untrusted -- so the timed
+    window must lie inside the time the agent saw it run, and result.json must describe this
+    job and agree with the window."""
+    window = ran.tracker.window
+    if window.run_stop_ms < window.run_start_ms:
+        return "run_stop is before run_start"
+    if (window.run_start_ms / 1000 < started - WINDOW_SLACK_S
+            or window.run_stop_ms / 1000 > ended + WINDOW_SLACK_S):
+        return "the timed window lies outside the time the run took on this device"
+    out = ran.outcome
+    if out is None:
+        return None
+    if (out.benchmark, out.mode, out.seed) != (job.benchmark, job.mode, job.seed):
+        return (f"result.json describes {out.benchmark} {out.mode} seed {out.seed}, not this "
+                f"job's {job.benchmark} {job.mode} seed {job.seed}")
+    if abs(out.timed_window_s - window.duration_s) > WINDOW_SLACK_S:
+        return (f"result.json says the timed window was {out.timed_window_s:.3f} s; the MLLOG "
+                f"lines say {window.duration_s:.3f} s")
+    return None
 
 
 def make_result(job: JobAssignment, agent_id: str, seq: Sequence, status: str,

@@ -19,7 +19,8 @@ from agent.jobs import JobExecution, Workspace, validate
 from agent.power.config import PowerConfig
 from agent.power.view import summary_rows
 from agent.profiles import device
-from agent.protocol import JobAssignment, JobResult, Sequence, encode, quality_text
+from agent.display import quality_text
+from agent.protocol import JobAssignment, JobResult, Sequence, encode
 from agent.settings import AgentSettings
 
 

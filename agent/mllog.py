@@ -17,7 +17,7 @@ def parse(line: str) -> dict[str, Any] | None:
         return None
     try:
         event = json.loads(line[len(PREFIX):])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):     # damaged, or nested to exhaust the stack
         return None
     return event if isinstance(event, dict) and "key" in event else None
 
@@ -38,11 +38,17 @@ class WindowTracker:
         if event is None:
             return None
         key, meta = event.get("key"), event.get("metadata") or {}
+        if not isinstance(meta, dict):
+            meta = {}
+        time_ms = event.get("time_ms")
+        if key in ("run_start", "run_stop") and not (
+                isinstance(time_ms, int) and 0 <= time_ms < 2 ** 53):
+            return event                      # a damaged event never sets the window
         if key == "run_start":
-            self.run_start_ms = int(event["time_ms"])
+            self.run_start_ms = time_ms
         elif key == "run_stop":
-            self.run_stop_ms = int(event["time_ms"])
-            self.run_status = meta.get("status")
+            self.run_stop_ms = time_ms
+            self.run_status = meta.get("status") if isinstance(meta.get("status"), str) else None
         elif key == "epoch_start" and isinstance(meta.get("epoch_num"), int):
             self.epoch = meta["epoch_num"]
         elif key == "eval_accuracy" and isinstance(event.get("value"), (int, float)):

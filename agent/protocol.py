@@ -1,37 +1,42 @@
-"""The wire contract between mlperf-edge agents and controllers.
+"""The wire contract between mlperf-edge agents and controllers (schema 2).
 
-Everything that crosses the broker is defined here and nowhere else: topic builders, message
-models, the job lifecycle both sides enforce, the codec (size limit, schema version, strict
-validation). The MQTT connection both sides use is ``agent.link``; the controller imports
-these two modules and nothing else from ``agent``.
+Everything that crosses the broker is defined here and nowhere else: topic builders, the
+signed envelope, message models with their bounds, the job lifecycle both sides enforce, and
+the codec. The MQTT connection both sides use is ``agent.link``; who may sign what is decided by
+``agent.gate`` (the agent) and ``controller.trust`` (the controller).
 
-Topics (prefix default ``mlperf/v1``)::
+Topics (prefix default ``mlperf/v2``). Each agent writes only under its own subtree and reads
+only its own controller subtree, so a broker ACL can say exactly that::
 
-    {prefix}/agents/{agent_id}/status      AgentStatus       agent -> all, retained; Last Will = offline
-    {prefix}/agents/{agent_id}/heartbeat   Heartbeat         agent -> controller
-    {prefix}/agents/{agent_id}/jobs        JobAssignment     controller -> agent
-    {prefix}/agents/{agent_id}/control     CancelJob         controller -> agent
-    {prefix}/agents/{agent_id}/acks        ResultAck         controller -> agent
-    {prefix}/jobs/{job_id}/events          JobEvent          agent -> controller (states + raw MLLOG lines)
-    {prefix}/jobs/{job_id}/result          JobResult         agent -> controller (spooled until acked)
-    {prefix}/controller/status             ControllerStatus  controller -> all, retained; Last Will = offline
+    {prefix}/agents/{agent}/status                AgentStatus       retained; Last Will = offline
+    {prefix}/agents/{agent}/heartbeat             Heartbeat
+    {prefix}/agents/{agent}/jobs/{job}/events     JobEvent          states + raw MLLOG lines
+    {prefix}/agents/{agent}/jobs/{job}/result     JobResult         spooled until acked
+    {prefix}/agents/{agent}/refusals              Refusal           why it refused a message
+    {prefix}/controller/status                    ControllerStatus  retained; Last Will = offline
+    {prefix}/controller/agents/{agent}/jobs       JobAssignment
+    {prefix}/controller/agents/{agent}/control    CancelJob
+    {prefix}/controller/agents/{agent}/acks       ResultAck
+    {prefix}/sync/{client}                        opaque barrier token (a client to itself)
 
-Only MQTT 3.1.1 is required (the embedded demo broker speaks nothing newer). Every message is
-JSON with ``schema`` (version), ``seq`` (per-sender sequence number), ``sent_at`` (unix s)
-and ``job_id`` (``null`` where no job is concerned), so QoS 1 redelivery is idempotent.
+Every payload is an ``Envelope``: the message JSON (``body``), the signer's Ed25519 public key,
+a nonce, an expiry and a signature over all of them *and the topic*, so a message cannot be
+altered, re-addressed, or replayed after it expires. Presence (status and Last Will) is
+published again by the broker by design: it carries no expiry and is judged by the agent's
+``(boot, seq)`` and connection ``session`` instead. Only MQTT 3.1.1 is required.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import logging
 import re
+import secrets
 import threading
 import time
 from collections import deque
 from itertools import count
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -42,39 +47,29 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 
-SCHEMA_VERSION = 1
-DEFAULT_PREFIX = "mlperf/v1"
-MAX_PAYLOAD_BYTES = 256 * 1024
+from agent.errors import ConfigError, IllegalTransition, ProtocolError, Refused
+from agent.identity import KEY_PATTERN, SIG_PATTERN, verify
+
+SCHEMA_VERSION = 2
+DEFAULT_PREFIX = "mlperf/v2"
+#: The schema-1 default prefix: the controller listens there only to tell old agents apart.
+LEGACY_PREFIX = "mlperf/v1"
+#: Largest message body (JSON) and largest envelope (the body is a JSON string in it, so
+#: escaping can at worst double it). Brokers should allow packets a little over the latter.
+MAX_BODY_BYTES = 256 * 1024
+MAX_PAYLOAD_BYTES = 2 * MAX_BODY_BYTES + 4096
 MAX_MLLOG_LINES_PER_EVENT = 500
+MAX_MLLOG_LINE_CHARS = 16 * 1024
+#: How far apart two clocks may be before a message counts as expired or from the future, s.
+CLOCK_SKEW_S = 300.0
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _ID_RE = re.compile(ID_PATTERN)
-
-log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------
-# Errors shared by both sides (each package adds its own below MlperfEdgeError)
-
-class MlperfEdgeError(Exception):
-    """Base of every error this product raises on purpose; the CLIs print it as one line."""
-
-
-class ConfigError(MlperfEdgeError):
-    """A setting, flag or file given by the user is wrong."""
-
-
-class ProtocolError(MlperfEdgeError):
-    """A message or topic does not follow this contract."""
-
-
-class BrokerUnavailable(MlperfEdgeError):
-    """The MQTT broker cannot be reached or refused the connection."""
-
-
-class IllegalTransition(MlperfEdgeError):
-    """A job lifecycle move that the state machine forbids."""
+#: Display names: printable, no control characters (they are shown in terminals and reports).
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,42 +81,65 @@ def check_id(value: str, what: str = "id") -> str:
     Ids become topic levels, so MQTT wildcards and separators (``+ # /``) are refused.
     """
     if not isinstance(value, str) or not _ID_RE.match(value):
+        shown = value[:80] if isinstance(value, str) else value
         raise ProtocolError(
-            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            f"invalid {what} {shown!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit")
     return value
 
 
+class TopicRef(BaseModel):
+    """What a topic of this contract names: whose subtree, which job, which kind."""
+
+    model_config = ConfigDict(frozen=True)
+
+    side: Literal["agents", "controller"]
+    agent_id: str | None
+    job_id: str | None
+    leaf: str
+
+
 class Topics:
-    """Builds every topic of the contract under one prefix (default ``mlperf/v1``)."""
+    """Builds every topic of the contract under one prefix (default ``mlperf/v2``)."""
 
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         if not prefix or prefix.startswith("/") or prefix.endswith("/") or any(
-                c in prefix for c in "+#\0"):
+                c in prefix for c in "+#\0") or len(prefix) > 200:
             raise ConfigError(f"invalid topic prefix {prefix!r}: no wildcards, no leading or "
-                              "trailing '/' (example: mlperf/v1)")
+                              "trailing '/', at most 200 characters (example: mlperf/v2)")
         self.prefix = prefix
 
+    def _agent(self, agent_id: str) -> str:
+        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}"
+
+    def _to_agent(self, agent_id: str) -> str:
+        return f"{self.prefix}/controller/agents/{check_id(agent_id, 'agent id')}"
+
+    # -- agent -> controller: the agent's own subtree
     def agent_status(self, agent_id: str) -> str:
-        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/status"
+        return f"{self._agent(agent_id)}/status"
 
     def agent_heartbeat(self, agent_id: str) -> str:
-        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/heartbeat"
+        return f"{self._agent(agent_id)}/heartbeat"
 
+    def job_events(self, agent_id: str, job_id: str) -> str:
+        return f"{self._agent(agent_id)}/jobs/{check_id(job_id, 'job id')}/events"
+
+    def job_result(self, agent_id: str, job_id: str) -> str:
+        return f"{self._agent(agent_id)}/jobs/{check_id(job_id, 'job id')}/result"
+
+    def agent_refusals(self, agent_id: str) -> str:
+        return f"{self._agent(agent_id)}/refusals"
+
+    # -- controller -> agent
     def agent_jobs(self, agent_id: str) -> str:
-        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/jobs"
+        return f"{self._to_agent(agent_id)}/jobs"
 
     def agent_control(self, agent_id: str) -> str:
-        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/control"
+        return f"{self._to_agent(agent_id)}/control"
 
     def agent_acks(self, agent_id: str) -> str:
-        return f"{self.prefix}/agents/{check_id(agent_id, 'agent id')}/acks"
-
-    def job_events(self, job_id: str) -> str:
-        return f"{self.prefix}/jobs/{check_id(job_id, 'job id')}/events"
-
-    def job_result(self, job_id: str) -> str:
-        return f"{self.prefix}/jobs/{check_id(job_id, 'job id')}/result"
+        return f"{self._to_agent(agent_id)}/acks"
 
     def controller_status(self) -> str:
         return f"{self.prefix}/controller/status"
@@ -130,7 +148,7 @@ class Topics:
         """A private topic a client publishes to itself as an ordering barrier."""
         return f"{self.prefix}/sync/{check_id(client_id, 'client id')}"
 
-    # Subscription patterns (the controller's view of the whole fleet).
+    # -- subscription patterns (the controller's view of the whole fleet)
     def all_agent_status(self) -> str:
         return f"{self.prefix}/agents/+/status"
 
@@ -138,20 +156,31 @@ class Topics:
         return f"{self.prefix}/agents/+/heartbeat"
 
     def all_job_events(self) -> str:
-        return f"{self.prefix}/jobs/+/events"
+        return f"{self.prefix}/agents/+/jobs/+/events"
 
     def all_job_results(self) -> str:
-        return f"{self.prefix}/jobs/+/result"
+        return f"{self.prefix}/agents/+/jobs/+/result"
 
-    def id_in(self, topic: str) -> str:
-        """The agent or job id of a topic built by this class (the level after the kind)."""
-        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
-        parts = rest.split("/")
-        if len(parts) != 3 or parts[0] not in ("agents", "jobs"):
-            raise ProtocolError(f"topic {topic!r} is not under {self.prefix}/agents|jobs/ID/...")
-        return check_id(parts[1])
+    def all_refusals(self) -> str:
+        return f"{self.prefix}/agents/+/refusals"
 
-
+    def parse(self, topic: str) -> TopicRef:
+        """The agent, job and kind a topic of this contract names; ProtocolError otherwise."""
+        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else None
+        parts = rest.split("/") if rest else []
+        if len(parts) == 3 and parts[0] == "agents":
+            return TopicRef(side="agents", agent_id=check_id(parts[1], "agent id"), job_id=None,
+                            leaf=parts[2])
+        if len(parts) == 5 and parts[0] == "agents" and parts[2] == "jobs":
+            return TopicRef(side="agents", agent_id=check_id(parts[1], "agent id"),
+                            job_id=check_id(parts[3], "job id"), leaf=parts[4])
+        if len(parts) == 4 and parts[:2] == ["controller", "agents"]:
+            return TopicRef(side="controller", agent_id=check_id(parts[2], "agent id"),
+                            job_id=None, leaf=parts[3])
+        if parts == ["controller", "status"]:
+            return TopicRef(side="controller", agent_id=None, job_id=None, leaf="status")
+        raise ProtocolError(f"topic {topic[:200]!r} is not a topic of this contract under "
+                            f"{self.prefix}/")
 # --------------------------------------------------------------------------------------------
 # Job lifecycle: one enum, one transition function (DESIGN.md section 3)
 
@@ -232,95 +261,126 @@ def path(current: JobState, target: JobState) -> list[JobState]:
 # Messages
 
 Mode = Literal["smoke", "reduced", "full"]
-ParamValue = StrictBool | StrictInt | StrictFloat | StrictStr
-Id = Field(pattern=ID_PATTERN)
+ParamKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+ParamValue = (StrictBool | Annotated[StrictInt, Field(ge=-(2 ** 53), le=2 ** 53)]
+              | StrictFloat | Annotated[StrictStr, Field(max_length=256)])
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Text = Annotated[str, Field(max_length=500)]
+MllogLine = Annotated[str, Field(max_length=MAX_MLLOG_LINE_CHARS)]
+
+#: Upper bounds of a job's own limits: a job that asks for more is refused, not obeyed.
+MAX_RUN_INDEX = 10_000
+MAX_SEED = 2 ** 32 - 1
+MAX_STEPS = 10 ** 9
+MAX_SECONDS = 30 * 24 * 3600.0
+MAX_PARAMS = 64
+
+STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False,
+                    populate_by_name=True)
 
 
 class Message(BaseModel):
-    """Fields every message carries. ``schema`` is the contract version on the wire."""
+    """Fields every message body carries. ``TTL_S``: how long after sending it may still be
+    acted on (None: presence, judged by sequence instead)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+    model_config = STRICT
+    TTL_S: ClassVar[float | None] = 900.0
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
-    seq: int = Field(ge=0, description="per-sender sequence number")
-    sent_at: float = Field(description="unix time the sender built the message, s")
+    schema_version: Literal[2] = Field(default=SCHEMA_VERSION, alias="schema")
+    seq: int = Field(ge=0, le=2 ** 31 - 1, description="per-sender sequence number")
+    sent_at: float = Field(ge=0, description="unix time the sender built the message, s")
     job_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
 class Capabilities(BaseModel):
     """What a device is and can run, as the agent announces it."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
-    hostname: str
-    os: str
-    arch: str
-    cpu_count: int = Field(ge=1)
-    memory_total_bytes: int = Field(ge=0)
-    python: str
-    torch: str | None = None
-    benchmarks: list[str] = Field(default_factory=list)
-    accelerators: list[str] = Field(default_factory=list)
-    agent_version: str
-    # Added with device profiles and images; optional so older agents stay valid.
-    profile: str | None = Field(default=None, description="matched device profile")
-    container_engine: str | None = Field(default=None, description=(
+    hostname: str = Field(max_length=255)
+    os: str = Field(max_length=255)
+    arch: str = Field(max_length=64)
+    cpu_count: int = Field(ge=1, le=65_536)
+    memory_total_bytes: int = Field(ge=0, le=2 ** 60)
+    python: str = Field(max_length=64)
+    torch: str | None = Field(default=None, max_length=64)
+    benchmarks: list[Id] = Field(default_factory=list, max_length=64)
+    accelerators: list[Text] = Field(default_factory=list, max_length=64)
+    agent_version: str = Field(max_length=64)
+    profile: str | None = Field(default=None, pattern=ID_PATTERN,
+                                description="matched device profile")
+    container_engine: str | None = Field(default=None, max_length=128, description=(
         "e.g. 'docker 20.10.24'; None: jobs run natively"))
 
 
 class AgentStatus(Message):
-    """Retained presence of one agent. Its Last Will is the same message with state offline."""
+    """Retained presence of one agent. Its Last Will is the same message with state offline
+    and ``last_will`` true, sealed anew for every connection (``session``).
+
+    ``boot`` counts the agent's starts (kept in its work folder) and ``seq`` its messages
+    since: the controller applies a status only if its ``(boot, seq)`` is newer than the last
+    one it applied, and a Last Will only if it belongs to the connection it last saw online.
+    ``enrolment`` proves the sender holds the lab's pre-shared enrolment token (an HMAC of its
+    id and public key; the token itself never crosses the wire)."""
+
+    TTL_S: ClassVar[float | None] = None
 
     agent_id: str = Field(pattern=ID_PATTERN)
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
     state: Literal["online", "offline"]
-    tags: list[str] = Field(default_factory=list)
-    heartbeat_s: float = Field(gt=0, description="interval between heartbeats, s")
+    boot: int = Field(ge=0, le=2 ** 62)
+    session: str = Field(pattern=r"^[0-9a-f]{16,64}$")
+    last_will: bool = False
+    tags: list[Id] = Field(default_factory=list, max_length=32)
+    heartbeat_s: float = Field(ge=0.5, le=300, description="interval between heartbeats, s")
     capabilities: Capabilities | None = None
     reason: str | None = Field(default=None, max_length=500)
+    enrolment: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}$")
 
 
 class Heartbeat(Message):
-    """Periodic liveness and load of an agent (not retained)."""
+    """Periodic liveness and load of an agent (not retained); ``boot``/``session`` tie it to
+    the connection its status announced."""
+
+    TTL_S: ClassVar[float | None] = 120.0
 
     agent_id: str = Field(pattern=ID_PATTERN)
+    boot: int = Field(ge=0, le=2 ** 62)
+    session: str = Field(pattern=r"^[0-9a-f]{16,64}$")
     job_state: JobState | None = None
-    queued_jobs: int = Field(default=0, ge=0)
-    cpu_percent: float = Field(ge=0)
+    queued_jobs: int = Field(default=0, ge=0, le=10_000)
+    cpu_percent: float = Field(ge=0, le=100)
     memory_percent: float = Field(ge=0, le=100)
-    temperature_c: float | None = None
+    temperature_c: float | None = Field(default=None, ge=-273.15, le=1000)
 
 
 class JobAssignment(Message):
     """A benchmark job for one agent. Names a registered reference and validated params only:
-    an agent never executes a command string that came over the wire."""
+    an agent never executes a command string that came over the wire. A job that runs in a
+    container pins the image by digest."""
 
     job_id: str = Field(pattern=ID_PATTERN)
     campaign_id: str = Field(pattern=ID_PATTERN)
     benchmark: str = Field(pattern=ID_PATTERN)
     mode: Mode
-    run_index: int = Field(ge=1)
-    seed: int = Field(ge=0)
-    params: dict[str, ParamValue] = Field(default_factory=dict)
-    max_steps: int | None = Field(default=None, ge=1)
-    max_seconds: float | None = Field(default=None, gt=0)
+    run_index: int = Field(ge=1, le=MAX_RUN_INDEX)
+    seed: int = Field(ge=0, le=MAX_SEED)
+    params: dict[ParamKey, ParamValue] = Field(default_factory=dict, max_length=MAX_PARAMS)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
+    max_seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     division: Literal["closed", "open"] | None = Field(
         default=None, description="MLPerf division; None: closed for full, open otherwise")
     image: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9][^\s]*$",
                               description="container image to run the reference in; None: "
                                           "natively (also on devices without an engine)")
+    image_digest: str | None = Field(default=None, pattern=DIGEST_PATTERN, description=(
+        "sha256 the image must have on the device (its image id or a registry digest)"))
 
-
-def parse_params(items: list[str] | None) -> dict[str, ParamValue]:
-    """``["lr=0.1", "layers=256,128"]`` -> job params. Values stay strings: the reference's
-    typed config parses them (and rejects an unknown key or a bad type)."""
-    params: dict[str, ParamValue] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        params[key.strip()] = value.strip()
-    return params
+    @model_validator(mode="after")
+    def _image_is_pinned(self) -> JobAssignment:
+        if self.image is not None and self.image_digest is None:
+            raise ValueError("a job that names an image must pin it with image_digest")
+        return self
 
 
 class CancelJob(Message):
@@ -331,82 +391,92 @@ class CancelJob(Message):
 
 
 class JobEvent(Message):
-    """A state change of a job and/or a batch of raw ``:::MLLOG`` lines, forwarded untouched."""
+    """A state change of a job and/or a batch of raw ``:::MLLOG`` lines, forwarded untouched.
+    Deduplicated by the controller on ``(job_id, seq)``."""
+
+    TTL_S: ClassVar[float | None] = 86_400.0
 
     job_id: str = Field(pattern=ID_PATTERN)
     agent_id: str = Field(pattern=ID_PATTERN)
     state: JobState | None = None
     detail: str | None = Field(default=None, max_length=2000)
-    mllog: list[str] = Field(default_factory=list, max_length=MAX_MLLOG_LINES_PER_EVENT)
+    mllog: list[MllogLine] = Field(default_factory=list, max_length=MAX_MLLOG_LINES_PER_EVENT)
+
+
+class Refusal(Message):
+    """Why an agent refused a message addressed to it (sent at most a few per second; the
+    rest are counted in ``suppressed``). ``claimed_job_id`` is trustworthy only when
+    ``verified``: the refused message carried the pinned controller's valid signature."""
+
+    TTL_S: ClassVar[float | None] = 3600.0
+
+    agent_id: str = Field(pattern=ID_PATTERN)
+    topic: str = Field(max_length=300)
+    code: str = Field(pattern=r"^[a-z][a-z-]{0,23}$")
+    reason: str = Field(max_length=500)
+    claimed_job_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    verified: bool = False
+    suppressed: int = Field(default=0, ge=0)
 
 
 class Target(BaseModel):
     """A quality target: reached when ``value`` is met in ``direction``."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
-    metric: str
+    metric: str = Field(max_length=64)
     value: float
     direction: Literal["max", "min"]
-    source: str
+    source: str = Field(max_length=500)
 
 
 class Projection(BaseModel):
     """An estimate of time-to-train from a bounded run. Never a result."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
     kind: Literal["projection"]
     time_to_train_s: float
     epochs_to_converge: float
     epoch_time_s: float
-    basis: str
+    basis: str = Field(max_length=1000)
 
 
 class ReferenceOutcome(BaseModel):
-    """What a reference run wrote to its ``result.json`` (see references/common/result.py)."""
+    """What a reference run wrote to its ``result.json`` (see references/common/result.py).
+    On the device it is untrusted input: it is read size-bounded and validated here."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+    model_config = STRICT
 
     schema_version: Literal[1] = Field(default=1, alias="schema")
-    benchmark: str
+    benchmark: str = Field(pattern=ID_PATTERN)
     mode: Mode
     division: Literal["closed", "open"] | None = None    # MLPerf division the run was held to
     status: Literal["success", "aborted"]
     reached_target: bool
     target: Target
     quality: float | None
-    epochs: int
-    samples_trained: int
-    timed_window_s: float
-    time_to_target_s: float | None
-    time_to_train_s: float | None
-    throughput_samples_per_s: float | None
-    epoch_time_s: float | None
+    epochs: int = Field(ge=0)
+    samples_trained: int = Field(ge=0)
+    timed_window_s: float = Field(ge=0)
+    time_to_target_s: float | None = Field(ge=0)
+    time_to_train_s: float | None = Field(ge=0)
+    throughput_samples_per_s: float | None = Field(ge=0)
+    epoch_time_s: float | None = Field(ge=0)
     projection: Projection | None
-    stop_reason: str
-    dataset: str
-    config: dict[str, Any]
-    source_revision: str
-    seed: int
-    platform: str
-    mllog_file: str
-
-
-def quality_text(outcome: ReferenceOutcome | None) -> str:
-    """'hr@10 0.712 >= 0.600 (reached)' -- the quality reached against the target."""
-    if outcome is None:
-        return "-"
-    t = outcome.target
-    op = ">=" if t.direction == "max" else "<="
-    got = "n/a" if outcome.quality is None else f"{outcome.quality:.4g}"
-    return f"{t.metric} {got} {op} {t.value:.4g} ({'reached' if outcome.reached_target else 'not reached'})"
+    stop_reason: str = Field(max_length=200)
+    dataset: str = Field(max_length=500)
+    config: dict[str, Any] = Field(max_length=256)
+    source_revision: str = Field(max_length=200)
+    seed: int = Field(ge=0, le=MAX_SEED)
+    platform: str = Field(max_length=200)
+    mllog_file: str = Field(max_length=500)
 
 
 class TimedWindow(BaseModel):
     """The MLPerf timed window, read by the agent from the forwarded MLLOG lines."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
     run_start_ms: int
     run_stop_ms: int
@@ -417,12 +487,13 @@ class SourcePower(BaseModel):
     """One power source (one channel of a sensor) over a window. ``energy_j`` None: it gave
     no usable reading (``problem`` says why), never a silent zero."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
-    source: str = Field(description="backend/channel, e.g. rapl/package-0, ina3221/VDD_IN")
+    source: str = Field(max_length=128,
+                        description="backend/channel, e.g. rapl/package-0, ina3221/VDD_IN")
     kind: Literal["energy counter", "power reading"]
-    scope: str = Field(description="package, dram, core, uncore, platform, gpu, rail, board, "
-                                   "battery or wall")
+    scope: str = Field(max_length=32, description="package, dram, core, uncore, platform, gpu, "
+                                                  "rail, board, battery or wall")
     method: Literal["measured", "estimated"]
     energy_j: float | None
     avg_power_w: float | None
@@ -434,18 +505,19 @@ class SourcePower(BaseModel):
     net_energy_j: float | None = Field(default=None, description="energy_j - baseline x window")
     errors: int = Field(default=0, ge=0, description="failed reads")
     stale: int = Field(default=0, ge=0, description="reads older than the source's refresh")
-    problem: str | None = None
-    note: str | None = Field(default=None, description="convention used, or a caveat")
+    problem: str | None = Field(default=None, max_length=1000)
+    note: str | None = Field(default=None, max_length=1000,
+                             description="convention used, or a caveat")
 
 
 class ScopePower(BaseModel):
     """The sources of one scope summed (or, for ``PowerReport.total``, the headline scopes)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
-    scope: str
+    scope: str = Field(max_length=32)
     method: Literal["measured", "estimated"]
-    sources: list[str]
+    sources: list[Annotated[str, Field(max_length=128)]] = Field(max_length=64)
     energy_j: float
     avg_power_w: float
     peak_power_w: float | None
@@ -458,7 +530,7 @@ class ScopePower(BaseModel):
 class Cooldown(BaseModel):
     """How the device cooled before the run (hottest thermal zone), C and s."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
     threshold_c: float
     start_c: float | None
@@ -472,7 +544,7 @@ class PowerReport(BaseModel):
     scope and per source, each measured or estimated. ``status`` ``none``: nothing measured
     or estimated, ``reason`` says why -- never zeros."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = STRICT
 
     status: Literal["measured", "estimated", "none"]
     reason: str | None = Field(default=None, max_length=2000)
@@ -482,26 +554,31 @@ class PowerReport(BaseModel):
     duration_s: float | None = None
     rate_hz: float | None = Field(default=None, description="configured sampling rate")
     total: ScopePower | None = None
-    scopes: list[ScopePower] = Field(default_factory=list)
-    sources: list[SourcePower] = Field(default_factory=list)
+    scopes: list[ScopePower] = Field(default_factory=list, max_length=32)
+    sources: list[SourcePower] = Field(default_factory=list, max_length=64)
     meets_mlperf_power_rules: bool = False
-    rules_detail: str | None = Field(default=None, description="why the rules were (not) met")
+    rules_detail: str | None = Field(default=None, max_length=1000,
+                                     description="why the rules were (not) met")
     baseline_s: float | None = Field(default=None, description="length of the idle baseline")
     cooldown: Cooldown | None = None
-    unavailable: list[str] = Field(default_factory=list,
-                                   description="sources present but unreadable, with the fix")
+    unavailable: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list, max_length=64,
+        description="sources present but unreadable, with the fix")
 
 
 class JobResult(Message):
-    """The outcome of one job. Spooled on the agent until a ResultAck names ``result_id``."""
+    """The outcome of one job. Spooled on the agent until a ResultAck names ``result_id``;
+    sealed anew at every (re)send."""
+
+    TTL_S: ClassVar[float | None] = 86_400.0
 
     job_id: str = Field(pattern=ID_PATTERN)
     result_id: str = Field(pattern=ID_PATTERN, description="idempotency key")
     agent_id: str = Field(pattern=ID_PATTERN)
     campaign_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    benchmark: str
+    benchmark: str = Field(pattern=ID_PATTERN)
     mode: Mode
-    run_index: int = Field(ge=1)
+    run_index: int = Field(ge=1, le=MAX_RUN_INDEX)
     status: Literal["done", "failed", "cancelled"]
     started_at: float
     finished_at: float
@@ -510,9 +587,8 @@ class JobResult(Message):
     timed_window: TimedWindow | None = None
     outcome: ReferenceOutcome | None = None
     mllog_lines: int = Field(default=0, ge=0)
-    power: PowerReport | None = Field(default=None, description="energy over the timed "
-                                      "window; None from agents older than this field")
-    image_digest: str | None = Field(default=None, description=(
+    power: PowerReport | None = Field(default=None, description="energy over the timed window")
+    image_digest: str | None = Field(default=None, max_length=400, description=(
         "the image the job ran in: repo digest (REPO@sha256:...) or image id (sha256:...)"))
 
     @property
@@ -530,57 +606,164 @@ class ResultAck(Message):
 class ControllerStatus(Message):
     """Retained presence of the controller that dispatches (serve, or an attached run)."""
 
+    TTL_S: ClassVar[float | None] = None
+
     controller_id: str = Field(pattern=ID_PATTERN)
     state: Literal["online", "offline"]
-    store: str = Field(description="results store URL, password removed")
-    version: str
+    store: str = Field(max_length=500, description="results store URL, password removed")
+    version: str = Field(max_length=64)
 
 
 M = TypeVar("M", bound=BaseModel)
+#: Every message type that crosses the broker, by the ``kind`` its envelope names.
+KINDS: dict[str, type[Message]] = {m.__name__: m for m in (
+    AgentStatus, Heartbeat, JobAssignment, CancelJob, JobEvent, Refusal, JobResult, ResultAck,
+    ControllerStatus)}
 
 
 # --------------------------------------------------------------------------------------------
-# Codec
+# Codec: message bodies
 
 def encode(message: BaseModel) -> bytes:
-    """Serialise a message to JSON bytes; refuse one larger than MAX_PAYLOAD_BYTES."""
+    """Serialise a message body to JSON bytes; refuse one larger than MAX_BODY_BYTES."""
     payload = message.model_dump_json(by_alias=True).encode()
-    if len(payload) > MAX_PAYLOAD_BYTES:
+    if len(payload) > MAX_BODY_BYTES:
         raise ProtocolError(f"{type(message).__name__} is {len(payload)} bytes; "
-                            f"the limit is {MAX_PAYLOAD_BYTES}")
+                            f"the limit is {MAX_BODY_BYTES}")
     return payload
 
 
 def decode(model: type[M], payload: bytes, topic: str = "?") -> M:
-    """Parse and strictly validate ``payload`` as ``model``; ProtocolError names what is wrong."""
+    """Parse and strictly validate ``payload`` as ``model``; ProtocolError names what is wrong.
+    Never a traceback: deep nesting, bad UTF-8 and oversized input are refused alike."""
     name = model.__name__
-    if len(payload) > MAX_PAYLOAD_BYTES:
+    if len(payload) > MAX_BODY_BYTES:
         raise ProtocolError(f"{name} on {topic}: {len(payload)} bytes exceeds the "
-                            f"{MAX_PAYLOAD_BYTES}-byte limit")
-    try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"{name} on {topic}: not JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ProtocolError(f"{name} on {topic}: expected a JSON object")
-    version = raw.get("schema")
-    if version != SCHEMA_VERSION:
-        raise ProtocolError(f"{name} on {topic}: schema {version!r} is not the version this "
-                            f"build speaks ({SCHEMA_VERSION})")
+                            f"{MAX_BODY_BYTES}-byte limit")
     try:
         return model.model_validate_json(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ProtocolError(f"{name} on {topic}: {where}: {first['msg']}{more}") from None
+        raise ProtocolError(_explain(exc, name, topic)) from None
+
+
+def _explain(exc: ValidationError, name: str, topic: str) -> str:
+    """One line from a pydantic error: the schema version first, then the first problem."""
+    errors = exc.errors(include_url=False, include_input=True)
+    for err in errors:
+        if err["loc"] == ("schema",) and err["type"] == "literal_error":
+            got = err.get("input")
+            shown = got if isinstance(got, int) else repr(str(got)[:20])
+            return (f"{name} on {topic}: schema {shown} is not the version this build "
+                    f"speaks ({SCHEMA_VERSION}): upgrade mlperf-edge on the sender")
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return f"{name} on {topic}: not JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
+    if first["type"] == "model_type":
+        return f"{name} on {topic}: expected a JSON object"
+    where = ".".join(str(p) for p in first["loc"]) or "message"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{name} on {topic}: {where}: {first['msg']}{more}"
+
+
+# --------------------------------------------------------------------------------------------
+# The signed envelope
+
+class Envelope(BaseModel):
+    """What crosses the broker. ``sig`` is the Ed25519 signature of ``signed_bytes``: the
+    topic, ``kind``, ``key``, ``nonce``, ``expires_ms`` and the body exactly as sent."""
+
+    model_config = STRICT
+
+    schema_version: Literal[2] = Field(default=SCHEMA_VERSION, alias="schema")
+    kind: str = Field(pattern=r"^[A-Za-z]{1,40}$", description="message type, e.g. JobEvent")
+    key: str = Field(pattern=KEY_PATTERN, description="signer's Ed25519 public key, base64")
+    nonce: str = Field(pattern=r"^[0-9a-f]{32}$", description="128 random bits, hex")
+    expires_ms: int | None = Field(ge=0, le=2 ** 53, description=(
+        "unix ms after which the message is refused; None only for presence"))
+    body: str = Field(max_length=MAX_BODY_BYTES, description="the message JSON")
+    sig: str = Field(pattern=SIG_PATTERN)
+
+
+def signed_bytes(topic: str, kind: str, key: str, nonce: str, expires_ms: int | None,
+                 body: str) -> bytes:
+    """The bytes a signature covers: an unambiguous JSON header line, then the body."""
+    head = json.dumps(["mlperf-edge/2", topic, kind, key, nonce, expires_ms],
+                      separators=(",", ":"), ensure_ascii=True)
+    try:
+        return head.encode() + b"\n" + body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(f"{kind} on {topic[:200]}: the body is not valid UTF-8") from None
+
+
+def seal(message: Message, topic: str, signer: Any, now: float | None = None) -> bytes:
+    """The envelope bytes of ``message`` for ``topic``, signed by ``signer`` (an
+    ``agent.identity.Identity``), expiring ``TTL_S`` after ``now``."""
+    body = encode(message).decode()
+    ttl = type(message).TTL_S
+    expires_ms = None if ttl is None else int(((now or time.time()) + ttl) * 1000)
+    kind, nonce = type(message).__name__, secrets.token_hex(16)
+    sig = signer.sign(signed_bytes(topic, kind, signer.public_b64, nonce, expires_ms, body))
+    payload = Envelope(kind=kind, key=signer.public_b64, nonce=nonce, expires_ms=expires_ms,
+                       body=body, sig=sig).model_dump_json(by_alias=True).encode()
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{kind} envelope is {len(payload)} bytes; the limit is "
+                            f"{MAX_PAYLOAD_BYTES}")
+    return payload
+
+
+def open_envelope(payload: bytes, topic: str) -> Envelope:
+    """Parse an envelope (size and shape only: nothing is verified yet)."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"message on {topic[:200]}: {len(payload)} bytes exceeds the "
+                            f"{MAX_PAYLOAD_BYTES}-byte limit")
+    try:
+        return Envelope.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ProtocolError(_explain(exc, "envelope", topic[:200])) from None
+
+
+def check_signature(env: Envelope, topic: str) -> None:
+    """Refused unless ``env.sig`` is ``env.key``'s signature of this topic and envelope."""
+    data = signed_bytes(topic, env.kind, env.key, env.nonce, env.expires_ms, env.body)
+    if not verify(env.key, env.sig, data):
+        raise Refused("signature", f"{env.kind} on {topic[:200]}: the signature does not match "
+                                   "(altered, re-addressed or forged)")
+
+
+def check_fresh(env: Envelope, model: type[Message], topic: str,
+                now: float | None = None) -> None:
+    """Refused when ``env`` has expired, or claims a send time ahead of this clock by more than
+    CLOCK_SKEW_S. Presence (``TTL_S`` None) is judged by sequence instead."""
+    ttl = model.TTL_S
+    if ttl is None:
+        return
+    if env.expires_ms is None:
+        raise Refused("invalid", f"{env.kind} on {topic[:200]}: carries no expiry")
+    now = time.time() if now is None else now
+    expires = env.expires_ms / 1000.0
+    if now > expires + CLOCK_SKEW_S:
+        raise Refused("expired", f"{env.kind} on {topic[:200]}: expired {now - expires:,.0f} s "
+                                 "ago (if it was not delayed, the clocks differ: sync them, "
+                                 "e.g. with NTP)")
+    if expires - ttl > now + CLOCK_SKEW_S:
+        raise Refused("clock", f"{env.kind} on {topic[:200]}: sent {expires - ttl - now:,.0f} s "
+                               "ahead of this clock: the sender's clock is wrong (sync it, "
+                               "e.g. with NTP)")
+
+
+def open_body(env: Envelope, model: type[M], topic: str) -> M:
+    """The message inside ``env``, which must be of ``model``'s kind."""
+    if env.kind != model.__name__:
+        raise Refused("invalid", f"{env.kind} on {topic[:200]}: this topic carries "
+                                 f"{model.__name__}")
+    return decode(model, env.body.encode("utf-8", errors="surrogatepass"), topic[:200])
 
 
 class Sequence:
     """Per-sender message sequence numbers (thread-safe, strictly increasing)."""
 
-    def __init__(self) -> None:
-        self._next = count()
+    def __init__(self, start: int = 0) -> None:
+        self._next = count(start)
         self._lock = threading.Lock()
 
     def __call__(self) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.errors import JobError, ProtocolError
 from agent.mllog import PREFIX, WindowTracker
-from agent.protocol import ParamValue, ProtocolError, ReferenceOutcome, decode
+from agent.protocol import MAX_MLLOG_LINE_CHARS, ParamValue, ReferenceOutcome, decode
+from agent.untrusted import read_bounded
 
 #: How long MLLOG lines may wait before they are forwarded as one event, s.
 FLUSH_INTERVAL_S = 0.25
@@ -27,6 +29,10 @@ FLUSH_INTERVAL_S = 0.25
 FLUSH_LINES = 200
 #: Grace between SIGTERM and SIGKILL when cancelling, s.
 KILL_GRACE_S = 10.0
+#: Most MLLOG lines forwarded from one run; beyond, lines are counted, not sent.
+MAX_MLLOG_LINES = 100_000
+#: Most bytes of a run's stdout/stderr kept in the job folder.
+MAX_LOG_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -149,10 +155,13 @@ class ReferenceProcess:
         return count
 
     def _stderr(self, stream, tail: deque[str], sink) -> None:
+        kept = 0
         for raw in stream:
-            line = raw.rstrip("\n")
-            sink.write(raw)
-            sink.flush()
+            line = raw.rstrip("\n")[:2000]
+            if kept < MAX_LOG_BYTES:
+                sink.write(raw[:MAX_LOG_BYTES - kept])
+                sink.flush()
+                kept += len(raw)
             tail.append(line)
             self.on_progress(line)
 
@@ -169,12 +178,23 @@ class ReferenceProcess:
 
 
 def _pump(stream, lines: queue.Queue[str | None], sink) -> None:
-    """Move stdout lines to the queue (MLLOG) and everything to stdout.log."""
+    """Move stdout lines to the queue (MLLOG) and everything to stdout.log, within bounds:
+    what a run prints is untrusted (an over-long line, a flood of lines, a full disk)."""
+    kept = forwarded = dropped = 0
     for raw in stream:
-        sink.write(raw)
+        if kept < MAX_LOG_BYTES:
+            sink.write(raw[:MAX_LOG_BYTES - kept])
+            kept += len(raw)
         line = raw.rstrip("\n")
         if line.startswith(PREFIX):
-            lines.put(line)
+            if len(line) > MAX_MLLOG_LINE_CHARS or forwarded >= MAX_MLLOG_LINES:
+                dropped += 1
+            else:
+                forwarded += 1
+                lines.put(line)
+    if dropped:
+        sink.write(f"[mlperf-agent: {dropped} MLLOG line(s) not forwarded: longer than "
+                   f"{MAX_MLLOG_LINE_CHARS} characters or past {MAX_MLLOG_LINES} lines]\n")
     sink.flush()
     lines.put(None)
 
@@ -187,12 +207,14 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 def _read_result(path: Path) -> tuple[ReferenceOutcome | None, str | None]:
+    """The run's result.json: untrusted (a container wrote it), so read without following
+    links, size-bounded, and strictly validated."""
     try:
-        return decode(ReferenceOutcome, path.read_bytes(), str(path)), None
+        return decode(ReferenceOutcome, read_bounded(path), path.name), None
     except FileNotFoundError:
         return None, f"the reference exited 0 but wrote no {path.name}"
-    except ProtocolError as exc:
-        return None, f"the reference wrote an invalid {path.name}: {exc}"
+    except (ProtocolError, JobError) as exc:
+        return None, f"the reference wrote an unusable {path.name}: {exc}"
 
 
 def _error_line(tail: list[str], exit_code: int) -> str:

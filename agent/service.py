@@ -1,30 +1,36 @@
 """``mlperf-agent start``: the long-running agent on a device.
 
-It announces itself (retained status, Last Will offline), takes jobs from its topic, runs them
-one at a time (a measurement shared with another job is worthless), forwards events, and
-keeps every result in its spool until the controller acknowledges it.
+It announces itself (retained status, Last Will offline), takes jobs only from the controller
+whose key it pinned, runs them one at a time (a measurement shared with another job is
+worthless), forwards events, keeps every result in its spool until the controller acknowledges
+it, and answers every message it refuses with a Refusal saying why.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections import deque
 
 from agent import presence
-from agent.profiles import device
-from agent.errors import JobError
+from agent.errors import ConfigError, JobError, ProtocolError
+from agent.gate import ControllerPin
+from agent.identity import Identity, KeyPin, enrolment_proof
 from agent.jobs import JobExecution, Workspace, make_result, validate
 from agent.link import Link
+from agent.profiles import device
 from agent.protocol import (
     AgentStatus,
     CancelJob,
+    ControllerStatus,
     Heartbeat,
     JobAssignment,
     JobEvent,
     JobResult,
     JobState,
+    Refusal,
     ResultAck,
     Sequence,
     Topics,
@@ -35,6 +41,33 @@ from agent.settings import AgentSettings
 from agent.spool import Spool
 
 log = logging.getLogger("mlperf.agent")
+
+
+class ReplyBudget:
+    """At most ``rate`` refusal replies per second (bursts of ``burst``); the rest are
+    counted and reported with the next reply, so a flood of junk never becomes a flood of
+    replies."""
+
+    def __init__(self, rate: float = 5.0, burst: int = 20) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+        self.suppressed = 0
+
+    def take(self) -> int | None:
+        """None: no budget (the refusal is counted); else how many were suppressed before."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                self.suppressed += 1
+                return None
+            self._tokens -= 1
+            suppressed, self.suppressed = self.suppressed, 0
+            return suppressed
+
 
 class AgentService:
     """The agent's MQTT side plus its single job worker."""
@@ -51,32 +84,57 @@ class AgentService:
         self.device = device.setup(settings.profile, settings.profiles_dir, settings.containers)
         self.workspace = Workspace(settings.data_root, settings.work_dir, settings.name,
                                    images_dir=settings.images_dir,
-                                   power_root=settings.power_root, broker=settings.broker,
+                                   power_root=settings.power_root,
+                                   broker=settings.broker_connection(),
                                    **device.workspace_fields(self.device,
                                                              getattr(settings, "power", None)))
         self.spool = Spool(settings.work_dir / "spool.sqlite")
+        self.boot = self.spool.next_boot()
+        self.session = secrets.token_hex(8)
+        self.identity, self.new_key = Identity.load_or_create(settings.identity)
+        token = settings.enrol_token()
+        self.enrolment = enrolment_proof(token, self.agent_id, self.identity.public_b64) \
+            if token else None
+        explicit = KeyPin.parse(settings.controller_key, "--controller-key") \
+            if settings.controller_key else None
+        self.gate = ControllerPin(settings.work_dir / "identity" / "controller.pin", explicit,
+                                  settings.trust_on_first_use)
+        if self.gate.pin is None and not settings.trust_on_first_use:
+            raise ConfigError("no controller key is pinned and trust on first use is off: "
+                              "start with --controller-key SHA256:... (`mlperf-controller key` "
+                              "prints it)")
+        self.replies = ReplyBudget()
         self._queue: deque[JobAssignment] = deque()
-        self._seen: set[str] = set()
         self._cond = threading.Condition()
         self.current: JobExecution | None = None
         self.stopping = threading.Event()
-        self.link = Link(settings.broker, f"mlperf-agent-{self.agent_id}", self.topics,
-                         persistent=True,
-                         will=(self.topics.agent_status(self.agent_id),
-                               self._status("offline", reason="connection lost (Last Will)")))
+        self.link = Link(settings.broker_connection(), f"mlperf-agent-{self.agent_id}",
+                         self.topics, identity=self.identity, gate=self.gate, persistent=True,
+                         will=self._will)
         self.link.route(self.topics.agent_jobs(self.agent_id), JobAssignment, self._on_job)
         self.link.route(self.topics.agent_control(self.agent_id), CancelJob, self._on_cancel)
         self.link.route(self.topics.agent_acks(self.agent_id), ResultAck, self._on_ack)
+        self.link.route(self.topics.controller_status(), ControllerStatus, self._on_controller)
         self.link.on_connected.append(self._on_connected)
+        self.link.on_refused.append(self._reply_refusal)
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, retry_for_s: float | None = None,
               abort: threading.Event | None = None) -> None:
         """Connect (retrying as the link says) and start the worker and heartbeat threads."""
+        log.info("agent key %s%s", self.identity.fingerprint,
+                 f" (new, in {self.identity.path})" if self.new_key else "")
+        if self.enrolment:
+            log.info("enrolling with the pre-shared token")
+        else:
+            log.info("on the controller, approve this device once: "
+                     "`mlperf-controller devices approve %s`", self.agent_id)
+        log.info("controller key: %s", self.gate.pin.fingerprint if self.gate.pin else
+                 "not pinned yet (trust on first use)")
         self.link.connect(retry_for_s, abort)
         log.info("connected to %s as %s; %d benchmark(s) available, %d result(s) spooled",
-                 self.link.url, self.agent_id, len(self.benchmarks), len(self.spool))
+                 self.link.broker, self.agent_id, len(self.benchmarks), len(self.spool))
         log.info("device profile %s (%s); container engine: %s",
                  self.device.profile.name if self.device.profile else "none", self.device.why,
                  self.device.engine or "none (jobs run natively)")
@@ -107,13 +165,23 @@ class AgentService:
         log.info("offline (%s)", reason)
 
     # -- presence ----------------------------------------------------------------------------
-    def _status(self, state: str, reason: str | None = None) -> AgentStatus:
+    def _status(self, state: str, reason: str | None = None,
+                last_will: bool = False) -> AgentStatus:
         caps = presence.capabilities(
             self.benchmarks, profile=self.device.profile.name if self.device.profile else None,
             container_engine=self.device.engine) if state == "online" else None
         return AgentStatus(agent_id=self.agent_id, name=self.settings.name, state=state,
+                           boot=self.boot, session=self.session, last_will=last_will,
                            tags=list(self.settings.tags), heartbeat_s=self.settings.heartbeat_s,
-                           capabilities=caps, reason=reason, **self.seq())
+                           capabilities=caps, reason=reason, enrolment=self.enrolment,
+                           **self.seq())
+
+    def _will(self) -> tuple[str, AgentStatus]:
+        """Each connection gets its own session and its own Last Will, so a Last Will kept
+        from an earlier connection can never take this one offline."""
+        self.session = secrets.token_hex(8)
+        return (self.topics.agent_status(self.agent_id),
+                self._status("offline", reason="connection lost (Last Will)", last_will=True))
 
     def _on_connected(self) -> None:
         self.link.publish(self.topics.agent_status(self.agent_id), self._status("online"),
@@ -128,22 +196,32 @@ class AgentService:
                 continue
             current = self.current
             self.link.publish(self.topics.agent_heartbeat(self.agent_id), Heartbeat(
-                agent_id=self.agent_id, job_id=current.job.job_id if current else None,
+                agent_id=self.agent_id, boot=self.boot, session=self.session,
+                job_id=current.job.job_id if current else None,
                 job_state=current.state if current else None, queued_jobs=len(self._queue),
                 temperature_c=presence.temperature_c(), **presence.load(), **self.seq()))
+            if self.replies.suppressed:
+                self._send_refusal(self.topics.agent_jobs(self.agent_id), "many",
+                                   "more messages were refused than are reported one by one")
             for result in self.spool.due(older_than_s=self.settings.resend_s):
                 self._publish_result(result)
 
     # -- incoming ----------------------------------------------------------------------------
+    def _on_controller(self, _topic: str, status: ControllerStatus) -> None:
+        log.debug("controller %s is %s", status.controller_id, status.state)
+
     def _on_job(self, _topic: str, job: JobAssignment) -> None:
-        if job.job_id in self._seen:                # QoS 1 redelivery
-            log.debug("job %s already taken; ignoring the duplicate", job.job_id)
+        if not self.spool.take_job(job.job_id):     # QoS 1 redelivery, or a replay
+            log.info("job %s already taken here; ignoring it (a redelivery or a replay)",
+                     job.job_id)
             return
-        self._seen.add(job.job_id)
         try:
             if self.stopping.is_set():
                 raise JobError("the agent is stopping")
-            validate(job, self.settings.allow)
+            if len(self._queue) >= self.settings.max_queued_jobs:
+                raise JobError(f"busy: {len(self._queue)} jobs already queued here (at most "
+                               f"{self.settings.max_queued_jobs})")
+            validate(job, self.settings.allow, self.settings.allow_images)
         except JobError as exc:
             log.warning("refused job %s: %s", job.job_id, exc)
             self._deliver(make_result(job, self.agent_id, self.seq, "failed", time.time(),
@@ -176,6 +254,23 @@ class AgentService:
         if self.spool.ack(ack.result_id):
             log.info("result of job %s acknowledged", ack.job_id)
 
+    def _reply_refusal(self, exc: ProtocolError) -> None:
+        """Tell the controller why a message addressed to this agent was refused."""
+        topic = getattr(exc, "topic", "")
+        if topic == self.topics.controller_status():
+            return                                  # not addressed to us; nothing to answer
+        self._send_refusal(topic, getattr(exc, "code", "malformed"), str(exc),
+                           getattr(exc, "claimed_job_id", None), getattr(exc, "verified", False))
+
+    def _send_refusal(self, topic: str, code: str, reason: str, job_id: str | None = None,
+                      verified: bool = False) -> None:
+        suppressed = self.replies.take()
+        if suppressed is None or not self.link.connected.is_set():
+            return
+        self.link.publish(self.topics.agent_refusals(self.agent_id), Refusal(
+            agent_id=self.agent_id, topic=topic[:300], code=code, reason=reason[:500],
+            claimed_job_id=job_id, verified=verified, suppressed=suppressed, **self.seq()))
+
     # -- work --------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
@@ -196,7 +291,7 @@ class AgentService:
                 log.exception("job %s crashed the agent's worker", job.job_id)
                 execution.state = JobState.REPORTING
                 result = make_result(job, self.agent_id, self.seq, "failed", time.time(),
-                                     error=f"agent error: {exc}")
+                                     error=f"agent error: {exc}"[:4000])
             self._deliver(result, execution.state)
             self.current = None
             log.info("job %s %s%s", job.job_id, result.status,
@@ -207,15 +302,18 @@ class AgentService:
         self.spool.put(result)
         self._publish_result(result)
         if state != result.final_state:
-            self._event(result.job_id, state=result.final_state, detail=result.error)
+            self._event(result.job_id, state=result.final_state,
+                        detail=result.error[:2000] if result.error else None)
 
     def _publish_result(self, result: JobResult) -> None:
         if self.link.connected.is_set():
-            self.link.publish(self.topics.job_result(result.job_id), result)
+            self.link.publish(self.topics.job_result(self.agent_id, result.job_id), result)
             self.spool.mark_sent(result.result_id)
 
     def _event(self, job_id: str, **fields) -> None:
-        self.link.publish(self.topics.job_events(job_id),
+        if fields.get("detail"):
+            fields["detail"] = fields["detail"][:2000]
+        self.link.publish(self.topics.job_events(self.agent_id, job_id),
                           JobEvent(job_id=job_id, agent_id=self.agent_id, **fields, **self.seq()))
 
     def _await_acks(self, timeout_s: float) -> None:

@@ -7,14 +7,17 @@ from typing import Any
 
 import yaml
 
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 
 
-def read_settings_file(path: Path | None, default: Path, known: set[str]) -> dict[str, Any]:
+def read_settings_file(path: Path | None, default: Path, known: set[str],
+                       relative: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The mapping in a CLI's YAML settings file, keys checked against ``known``.
 
     Both CLIs layer settings as flags > environment > this file > defaults. A missing default
     file is fine ({}); a missing explicit one, bad YAML or an unknown key is a ConfigError.
+    Relative paths under the keys in ``relative`` (credential files) are taken from the
+    file's own folder, so a folder of credentials can be copied to a device as it is.
     """
     explicit = path is not None
     path = (path or default).expanduser()
@@ -32,4 +35,8 @@ def read_settings_file(path: Path | None, default: Path, known: set[str]) -> dic
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)} "
                           f"(known: {', '.join(sorted(known))})")
+    for key in relative & set(data):
+        value = data[key]
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[key] = str(path.parent / value)
     return data

@@ -1,5 +1,7 @@
-"""The agent's durable result spool (SQLite): a result stays here until the controller acks it,
-so a broker restart, a cut network or an agent restart loses nothing."""
+"""The agent's durable state (SQLite): results waiting for the controller's ack, so a broker
+restart, a cut network or an agent restart loses nothing; the ids of jobs already taken, so a
+replayed assignment never runs twice; and the agent's boot counter, which orders its presence
+messages across restarts."""
 
 from __future__ import annotations
 
@@ -10,9 +12,14 @@ from pathlib import Path
 
 from agent.protocol import JobResult, decode, encode
 
+#: Job ids remembered (oldest forgotten first). A replay of an older one is still refused:
+#: its envelope expired long before it could fall out of this window.
+MAX_SEEN_JOBS = 10_000
+
 
 class Spool:
-    """Results waiting for a ResultAck, keyed by their idempotency key ``result_id``."""
+    """Results waiting for a ResultAck (keyed by their idempotency key ``result_id``), seen
+    job ids and the boot counter."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,6 +32,9 @@ class Spool:
             "CREATE TABLE IF NOT EXISTS results ("
             " result_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, payload BLOB NOT NULL,"
             " spooled_at REAL NOT NULL, sent_at REAL, sends INTEGER NOT NULL DEFAULT 0)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen_jobs ("
+                         " job_id TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
 
     def put(self, result: JobResult) -> None:
         """Store a result durably (before it is first published)."""
@@ -57,6 +67,34 @@ class Spool:
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    # -- jobs taken --------------------------------------------------------------------------
+    def take_job(self, job_id: str) -> bool:
+        """Remember ``job_id``; False if it was taken before (a redelivery or a replay)."""
+        with self._lock:
+            cur = self._db.execute("INSERT OR IGNORE INTO seen_jobs VALUES (?, ?)",
+                                   (job_id, time.time()))
+            if cur.rowcount == 0:
+                return False
+            self._db.execute(
+                "DELETE FROM seen_jobs WHERE job_id IN (SELECT job_id FROM seen_jobs"
+                " ORDER BY seen_at DESC LIMIT -1 OFFSET ?)", (MAX_SEEN_JOBS,))
+            return True
+
+    def seen_jobs(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM seen_jobs").fetchone()[0]
+
+    # -- boots -------------------------------------------------------------------------------
+    def next_boot(self) -> int:
+        """Count this start of the agent: presence is ordered by (boot, seq). A new spool
+        starts from the unix time, so a device whose work folder was wiped (but whose key
+        was kept) still counts up from where the controller last saw it."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'boot'").fetchone()
+            boot = int(row[0]) + 1 if row else int(time.time())
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('boot', ?)", (str(boot),))
+            return boot
 
     def close(self) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agent.protocol import CancelJob, JobState, Sequence, check_id
+from agent.protocol import CancelJob, JobAssignment, JobState, Sequence, check_id
 from controller import fleet
 from controller.errors import CampaignError
 from controller.models import Campaign
@@ -57,6 +57,24 @@ class CampaignRequest:
             raise CampaignError("--runs must be at least 1")
         if self.division not in (None, "closed", "open"):
             raise CampaignError(f"--division {self.division!r}: use closed or open")
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """Refuse now what the wire contract would refuse at dispatch (its upper bounds)."""
+        from pydantic import ValidationError
+
+        try:
+            JobAssignment(job_id="c-0001", campaign_id="c", benchmark=self.benchmarks[0],
+                          mode=self.mode, run_index=self.runs, seed=self.seed + self.runs - 1,
+                          params=self.params, max_steps=self.max_steps,
+                          max_seconds=self.max_seconds, division=self.division, seq=0,
+                          sent_at=0.0)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            flag = {"run_index": "--runs", "seed": "--seed (plus --runs)", "params": "--set",
+                    "max_steps": "--max-steps", "max_seconds": "--max-seconds"}.get(
+                        str(first["loc"][0]), str(first["loc"][0]))
+            raise CampaignError(f"{flag}: {first['msg'].lower()}") from None
 
 
 def run_campaign(settings: ControllerSettings, store: Store, req: CampaignRequest, *,
@@ -67,8 +85,16 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
     console = console or Console(stderr=True)
     snap = fleet.snapshot(settings, store, connect_timeout_s)
     service = None
-    if snap.controller_online:
-        if snap.controller.store != redact(store.url):
+    if snap.foreign_controller and not store.serving_recently():
+        raise CampaignError(f"{snap.foreign_controller}: use that controller's key here "
+                            "(--identity: the same on every `mlperf-controller` of a lab) or "
+                            "another --prefix")
+    # The broker's retained presence says whether a controller serves; where it is missing or
+    # was refused (an outsider can overwrite it), the store's own liveness mark decides.
+    serving = snap.controller_online if snap.controller is not None \
+        else store.serving_recently()
+    if serving:
+        if snap.controller is not None and snap.controller.store != redact(store.url):
             raise CampaignError(
                 f"a controller is already serving this broker with store {snap.controller.store};"
                 f" pass --db for that store (this command uses {redact(store.url)})")
@@ -133,7 +159,7 @@ def cancel_campaign(settings: ControllerSettings, store: Store, campaign_id: str
     """Cancel queued jobs in the store and ask devices to cancel the ones they hold."""
     out = store.cancel_campaign(campaign_id)
     if out:
-        link = fleet.short_link(settings)
+        link = fleet.short_link(settings, store)
         link.connect(connect_timeout_s)
         seq = Sequence()
         try:

@@ -20,7 +20,8 @@ from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from agent.protocol import BrokerUnavailable, MlperfEdgeError, parse_params
+from agent.errors import BrokerUnavailable, MlperfEdgeError
+from agent.settings import parse_params
 
 app = typer.Typer(
     help="Benchmark a fleet of edge devices: dispatch MLPerf training jobs over MQTT and "
@@ -47,38 +48,42 @@ def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks
     logging.getLogger("paho").setLevel(logging.WARNING)
 
 
-Broker = Annotated[Optional[str], typer.Option(
-    "--broker", envvar="MLPERF_BROKER", help="MQTT broker URL (default mqtt://localhost:1883).")]
-Db = Annotated[Optional[str], typer.Option(
-    "--db", envvar="MLPERF_DB",
-    help="Results store: any SQLAlchemy URL, e.g. sqlite:///results.db or "
-         "postgresql+psycopg://user:pw@host/db (default: SQLite in "
-         "~/.local/share/mlperf-edge/controller.db).")]
-Prefix = Annotated[Optional[str], typer.Option(
-    "--prefix", envvar="MLPERF_PREFIX", help="Topic prefix (default mlperf/v1).")]
-ConfigFile = Annotated[Optional[Path], typer.Option(
-    "--config", envvar="MLPERF_CONTROLLER_CONFIG",
-    help="YAML file with broker/db/prefix (default ~/.config/mlperf-edge/controller.yaml).")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _open(broker, db, prefix, config):
-    from controller.settings import resolve
-    from controller.store import Store
-
-    settings = resolve(dict(broker=broker, db=db, prefix=prefix), config)
-    return settings, Store(settings.db)
+from controller.cli_options import (  # noqa: E402  (after the consoles they log through)
+    Broker,
+    BrokerUser,
+    ConfigFile,
+    Db,
+    Identity,
+    Json,
+    PasswordFile,
+    Prefix,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    TokenFile,
+    open_settings,
+)
 
 
 @app.command()
 def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
-          config: ConfigFile = None) -> None:
+          config: ConfigFile = None, identity: Identity = None,
+          enrol_token_file: TokenFile = None, broker_user: BrokerUser = None,
+          broker_password_file: PasswordFile = None, tls_ca: TlsCa = None,
+          tls_cert: TlsCert = None, tls_key: TlsKey = None) -> None:
     """Run the controller: track devices, dispatch queued campaigns, store results (Ctrl-C
-    stops it; devices keep their results spooled until it returns)."""
+    stops it; devices keep their results spooled until it returns).
+
+    It signs everything it sends with its key (`mlperf-controller key`) and hears only
+    devices the operator approved (`mlperf-controller devices`)."""
     from controller.service import ControllerService
     from controller.store import redact
 
-    settings, store = _open(broker, db, prefix, config)
+    settings, store = open_settings(
+        config, broker=broker, db=db, prefix=prefix, identity=identity,
+        enrol_token_file=enrol_token_file, broker_user=broker_user,
+        broker_password_file=broker_password_file, tls_ca=tls_ca, tls_cert=tls_cert,
+        tls_key=tls_key)
     service = ControllerService(settings, store)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,31 +94,12 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
         if stop.is_set():
             raise typer.Exit(0) from None
         raise
-    err.print(f"serving {settings.broker} with store {redact(settings.db)}; Ctrl-C stops")
+    token = "; devices with the enrolment token join at once" if service.trust.token else ""
+    err.print(f"serving {service.link.broker} with store {redact(settings.db)}; controller key "
+              f"{service.identity.fingerprint}{token}; Ctrl-C stops", markup=False)
     while not stop.wait(0.5):
         pass
     service.stop()
-
-
-@app.command()
-def devices(broker: Broker = None, db: Db = None, prefix: Prefix = None,
-            config: ConfigFile = None, as_json: Json = False) -> None:
-    """List devices: online/offline, last seen, capabilities, load. Reads the broker's live
-    presence when it is reachable, else the store's last known state."""
-    from controller import fleet, views
-
-    settings, store = _open(broker, db, prefix, config)
-    try:
-        fleet.snapshot(settings, store, retry_for_s=3.0)
-    except BrokerUnavailable as exc:
-        err.print(f"[yellow]{exc}; showing the last known state[/]")
-    rows = store.devices()
-    if as_json:
-        print(json.dumps([views.device_dict(d) for d in rows], indent=2))
-    elif rows:
-        out.print(views.devices_table(rows))
-    else:
-        err.print("no devices yet: run `mlperf-agent start --broker URL` on each device")
 
 
 @app.command()
@@ -149,13 +135,23 @@ def run(
     connect_timeout_s: Annotated[float, typer.Option(
         "--connect-timeout", help="Seconds to keep retrying an unreachable broker.")] = 30.0,
     broker: Broker = None, db: Db = None, prefix: Prefix = None, config: ConfigFile = None,
+    identity: Identity = None, enrol_token_file: TokenFile = None,
+    broker_user: BrokerUser = None, broker_password_file: PasswordFile = None,
+    tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     as_json: Json = False,
 ) -> None:
-    """Create a campaign (benchmarks x devices x runs) and show progress until it is done."""
+    """Create a campaign (benchmarks x devices x runs) and show progress until it is done.
+
+    Images are pinned by digest when the campaign is made: the image id in this
+    workstation's engine, or the registry's digest (REF@sha256:... pins one explicitly)."""
     from controller import views
     from controller.campaign import CampaignRequest, parse_images, run_campaign
 
-    settings, store = _open(broker, db, prefix, config)
+    settings, store = open_settings(
+        config, broker=broker, db=db, prefix=prefix, identity=identity,
+        enrol_token_file=enrol_token_file, broker_user=broker_user,
+        broker_password_file=broker_password_file, tls_ca=tls_ca, tls_cert=tls_cert,
+        tls_key=tls_key)
     req = CampaignRequest(benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()],
                           devices=devices_, runs=runs, mode=mode, params=parse_params(set_),
                           seed=seed, max_steps=max_steps, max_seconds=max_seconds,
@@ -179,13 +175,12 @@ def run(
 @app.command()
 def results(campaign: Annotated[Optional[str], typer.Option(
                 "--campaign", help="Only this campaign (default: all).")] = None,
-            broker: Broker = None, db: Db = None, prefix: Prefix = None,
-            config: ConfigFile = None, as_json: Json = False) -> None:
+            db: Db = None, config: ConfigFile = None, as_json: Json = False) -> None:
     """Show stored results: device, benchmark, mode, run, status, time-to-train, quality."""
     from controller import views
     from controller.errors import StoreError
 
-    _, store = _open(broker, db, prefix, config)
+    _, store = open_settings(config, db=db)
     if campaign and store.campaign(campaign) is None:
         raise StoreError(f"no campaign {campaign!r} (see `mlperf-controller campaigns`)")
     rows = store.results(campaign)
@@ -198,12 +193,11 @@ def results(campaign: Annotated[Optional[str], typer.Option(
 
 
 @app.command()
-def campaigns(broker: Broker = None, db: Db = None, prefix: Prefix = None,
-              config: ConfigFile = None, as_json: Json = False) -> None:
+def campaigns(db: Db = None, config: ConfigFile = None, as_json: Json = False) -> None:
     """List campaigns and how many of their jobs are in each state."""
     from controller import views
 
-    _, store = _open(broker, db, prefix, config)
+    _, store = open_settings(config, db=db)
     items = [(c, dict(store.progress(c.id))) for c in store.campaigns()]
     if as_json:
         print(json.dumps([views.campaign_dict(c, n) for c, n in items], indent=2))
@@ -214,11 +208,16 @@ def campaigns(broker: Broker = None, db: Db = None, prefix: Prefix = None,
 @app.command()
 def cancel(campaign: Annotated[str, typer.Argument(help="Campaign id.")],
            broker: Broker = None, db: Db = None, prefix: Prefix = None,
-           config: ConfigFile = None) -> None:
-    """Cancel a campaign: queued jobs at once, running jobs on their devices."""
+           config: ConfigFile = None, identity: Identity = None,
+           broker_user: BrokerUser = None, broker_password_file: PasswordFile = None,
+           tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None) -> None:
+    """Cancel a campaign: queued jobs at once, running jobs on their devices (signed)."""
     from controller.campaign import cancel_campaign
 
-    settings, store = _open(broker, db, prefix, config)
+    settings, store = open_settings(
+        config, broker=broker, db=db, prefix=prefix, identity=identity,
+        broker_user=broker_user, broker_password_file=broker_password_file, tls_ca=tls_ca,
+        tls_cert=tls_cert, tls_key=tls_key)
     n = cancel_campaign(settings, store, campaign)
     err.print(f"campaign {campaign} cancelled; {n} running job(s) asked to stop")
 
@@ -228,12 +227,11 @@ def logs(job: Annotated[str, typer.Argument(help="Job id (see `results --json`).
          output: Annotated[Optional[Path], typer.Option(
              "--output", "-o", help="Write to this file (e.g. for the MLPerf compliance "
                                     "checker) instead of stdout.")] = None,
-         broker: Broker = None, db: Db = None, prefix: Prefix = None,
-         config: ConfigFile = None) -> None:
+         db: Db = None, config: ConfigFile = None) -> None:
     """Print a job's raw MLLOG lines, exactly as the reference logged them."""
     from controller.errors import StoreError
 
-    _, store = _open(broker, db, prefix, config)
+    _, store = open_settings(config, db=db)
     if store.job(job) is None:
         raise StoreError(f"no job {job!r}")
     text = "".join(line + "\n" for line in store.log_lines(job))
@@ -257,8 +255,80 @@ def demo(runs: Annotated[int, typer.Option("--runs", min=1, help="Runs of the be
     raise typer.Exit(run_demo(runs=runs, benchmark=benchmark, keep=keep, console=out))
 
 
-from controller.images_cli import app as _images_app  # the `images` sub-command group
+@app.command()
+def key(identity: Identity = None, config: ConfigFile = None,
+        write: Annotated[Optional[Path], typer.Option(
+            "--write", help="Also write the fingerprint to this file, for agents' "
+                            "--controller-key.")] = None) -> None:
+    """Print this controller's key: the fingerprint agents pin (`mlperf-agent start
+    --controller-key SHA256:...`) and the public key itself. Made on first use."""
+    from controller.settings import resolve
 
+    settings = resolve({"identity": identity}, config)
+    me = settings.load_identity()
+    if write:
+        write.write_text(me.fingerprint + "\n")
+    print(me.fingerprint)
+    err.print(f"public key: ed25519 {me.public_b64} (also in {settings.identity}.pub). "
+              f"Agents pin it with --controller-key {me.fingerprint}", markup=False)
+
+
+@app.command("enrol-token")
+def enrol_token(file: Annotated[Optional[Path], typer.Option(
+                    "--file", help="Where to keep it (default "
+                                   "~/.config/mlperf-edge/enrol-token).")] = None,
+                rotate: Annotated[bool, typer.Option(
+                    "--rotate", help="Replace an existing token (devices that enrolled stay "
+                                     "approved).")] = False) -> None:
+    """Make the lab's pre-shared enrolment token. Agents started with it (`mlperf-agent start
+    --enrol-token-file FILE`, or MLPERF_ENROL_TOKEN) are approved without `devices approve`:
+    for unattended labs. Keep it as secret as a password."""
+    from controller.settings import DEFAULT_TOKEN_FILE, make_token
+
+    path, created = make_token(file or DEFAULT_TOKEN_FILE, rotate)
+    how = "" if file is None else f" (give it to `serve` with --enrol-token-file {path})"
+    err.print(f"{'made' if created else 'kept the existing'} enrolment token in {path} "
+              f"(mode 0600){how}. Copy that file to each device and start its agent with "
+              "--enrol-token-file FILE.", markup=False)
+
+
+@app.command("broker-config")
+def broker_config(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the broker set-up into.")],
+    agent: Annotated[Optional[list[str]], typer.Option(
+        "--agent", help="A device's agent name (repeatable): it gets its own credentials.")
+    ] = None,
+    auth: Annotated[str, typer.Option(
+        "--auth", help="cert: every client proves itself with its own TLS certificate; "
+                       "password: TLS for the server, a password per client.")] = "cert",
+    host: Annotated[Optional[list[str]], typer.Option(
+        "--host", help="Name or address devices reach the broker by (repeatable; default: "
+                       "this host's name, localhost and 127.0.0.1).")] = None,
+    port: Annotated[int, typer.Option("--port", help="TLS listener port.")] = 8883,
+    prefix: Prefix = None, identity: Identity = None, config: ConfigFile = None,
+) -> None:
+    """Write a Mosquitto set-up for a lab: a TLS listener, a CA with server and per-client
+    credentials, and an ACL by which each device writes only under its own topics and reads
+    only its own jobs. Every device and the controller get a folder with their credentials
+    and a config file: copy DIR/agents/NAME/ to the device and run `mlperf-agent start
+    --config agent.yaml`; run the broker with `mosquitto -c DIR/mosquitto.conf`.
+
+    Adding a device later: run it again with the new --agent (the CA is kept)."""
+    from controller.broker_config import write_broker_config
+    from controller.settings import resolve
+
+    settings = resolve({"prefix": prefix, "identity": identity}, config)
+    written = write_broker_config(out_dir, agent or [], auth=auth, hosts=host or [],
+                                  port=port, prefix=settings.prefix,
+                                  controller_key=settings.load_identity().fingerprint)
+    for line in written:
+        err.print(line, markup=False)
+
+
+from controller.devices_cli import app as _devices_app  # noqa: E402
+from controller.images_cli import app as _images_app  # noqa: E402  (sub-command groups)
+
+app.add_typer(_devices_app, name="devices")
 app.add_typer(_images_app, name="images")
 
 

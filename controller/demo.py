@@ -1,7 +1,9 @@
 """``mlperf-controller demo`` / ``make demo``: the whole loop on one machine.
 
 An embedded broker (amqtt) on a free loopback port, one agent as a separate process talking to
-it over MQTT, this process as the controller, a smoke campaign, and the results table.
+it over MQTT, this process as the controller, a smoke campaign, and the results table. Every
+message is signed, as in a lab: the demo makes a controller key and an enrolment token, and
+starts the agent pinned to that key and holding that token.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from controller import fleet, views
 from controller.broker import EmbeddedBroker
 from controller.campaign import CampaignRequest, run_campaign
 from controller.errors import MlperfEdgeError
-from controller.settings import ControllerSettings
+from controller.settings import ControllerSettings, make_token
 from controller.store import Store
 
 
@@ -34,15 +36,24 @@ def run_demo(runs: int = 2, benchmark: str = "ncf", keep: Path | None = None,
     try:
         with EmbeddedBroker() as broker:
             progress.print(f"embedded MQTT broker (amqtt) on {broker.url}")
+            token_file, _ = make_token(workdir / "enrol-token")
             settings = ControllerSettings(broker=broker.url,
-                                          db=f"sqlite:///{workdir / 'controller.db'}")
+                                          db=f"sqlite:///{workdir / 'controller.db'}",
+                                          identity=workdir / "controller_ed25519",
+                                          enrol_token_file=token_file)
+            key = settings.load_identity()
+            progress.print(f"controller key {key.fingerprint}; the agent pins it and enrols "
+                           "with a pre-shared token", markup=False)
             store = Store(settings.db)
             agent_log = workdir / "agent.log"
             with open(agent_log, "w") as log_file:
                 agent = subprocess.Popen(
                     [sys.executable, "-m", "agent.cli", "start", "--broker", broker.url,
-                     "--work-dir", str(workdir / "agent"), "--heartbeat-s", "2"],
-                    stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                     "--work-dir", str(workdir / "agent"), "--heartbeat-s", "2",
+                     "--controller-key", key.fingerprint,
+                     "--enrol-token-file", str(token_file)],
+                    stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=_agent_env())
                 try:
                     name = _wait_for_agent(settings, store, agent, agent_log)
                     progress.print(f"agent process {agent.pid} online as [bold]{name}[/] "
@@ -61,6 +72,16 @@ def run_demo(runs: int = 2, benchmark: str = "ncf", keep: Path | None = None,
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _agent_env() -> dict[str, str]:
+    """The demo agent's environment: the caller's, minus the lab settings that would point
+    it elsewhere (its key, token and broker are the demo's own)."""
+    import os
+
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MLPERF_CONTROLLER_KEY", "MLPERF_ENROL_TOKEN", "MLPERF_AGENT_CONFIG",
+                         "MLPERF_BROKER_PASSWORD", "MLPERF_BROKER_USERNAME", "MLPERF_PREFIX")}
 
 
 def _wait_for_agent(settings: ControllerSettings, store: Store, agent: subprocess.Popen,

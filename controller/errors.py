@@ -1,11 +1,6 @@
 """Errors of the controller, below the shared MlperfEdgeError tree of the wire contract."""
 
-from agent.protocol import (
-    BrokerUnavailable,
-    ConfigError,
-    MlperfEdgeError,
-    ProtocolError,
-)
+from agent.errors import BrokerUnavailable, ConfigError, MlperfEdgeError, ProtocolError
 
 __all__ = ["MlperfEdgeError", "ConfigError", "ProtocolError", "BrokerUnavailable",
            "StoreError", "CampaignError"]

@@ -13,52 +13,67 @@ from controller.errors import CampaignError
 from controller.models import Device
 from controller.settings import ControllerSettings
 from controller.store import Store
+from controller.trust import FleetTrust
 
 
 @dataclass
 class Snapshot:
     agents: dict[str, AgentStatus] = field(default_factory=dict)
     controller: ControllerStatus | None = None
+    foreign_controller: str | None = None     # why a controller presence was refused
 
     @property
     def controller_online(self) -> bool:
         return self.controller is not None and self.controller.state == "online"
 
 
-def short_link(settings: ControllerSettings) -> Link:
-    """A clean-session link with a unique id, for one command's brief look at the broker."""
-    return Link(settings.broker, f"mlperf-cli-{os.getpid()}-{secrets.token_hex(3)}",
-                Topics(settings.prefix))
+def short_link(settings: ControllerSettings, store: Store) -> Link:
+    """A clean-session link with a unique id, for one command's brief look at the broker:
+    it signs with the controller's key and hears only what controller.trust admits."""
+    identity = settings.load_identity()
+    topics = Topics(settings.prefix)
+    trust = FleetTrust(store, topics, identity, settings.enrol_token())
+    link = Link(settings.broker_connection(), f"mlperf-cli-{os.getpid()}-{secrets.token_hex(3)}",
+                topics, identity=identity, gate=trust)
+    link.on_refused.append(trust.count)
+    return link
 
 
 def snapshot(settings: ControllerSettings, store: Store, retry_for_s: float = 10.0) -> Snapshot:
-    """Connect, read retained presence (up to an ordering barrier), update the store."""
+    """Connect, read retained presence (up to an ordering barrier), update the store with
+    what is news from approved devices (others wait for approval, see controller.trust)."""
     topics = Topics(settings.prefix)
     seen = Snapshot()
-    link = short_link(settings)
+    link = short_link(settings, store)
 
     def on_status(topic: str, status: AgentStatus) -> None:
-        if topics.id_in(topic) == status.agent_id:
+        if topics.parse(topic).agent_id == status.agent_id:
             seen.agents[status.agent_id] = status
             store.device_status(status)
 
     def on_controller(_topic: str, status: ControllerStatus) -> None:
         seen.controller = status
 
+    def on_refused(exc) -> None:
+        if getattr(exc, "code", None) == "foreign-controller":
+            seen.foreign_controller = str(exc)
+
     link.route(topics.all_agent_status(), AgentStatus, on_status)
     link.route(topics.controller_status(), ControllerStatus, on_controller)
+    link.on_refused.append(on_refused)
     link.connect(retry_for_s)
     try:
         link.barrier()
     finally:
         link.close()
+        link.gate.flush()
     return seen
 
 
 def select_devices(selector: str, devices: list[Device], benchmarks: list[str]) -> list[Device]:
     """Resolve ``all``, ``tag:T``, ``profile:P`` or ``NAME,NAME`` to online devices that offer
     the benchmarks."""
-    online = [d for d in devices if d.state == "online"]
+    online = [d for d in devices if d.state == "online" and d.key]
     selector = selector.strip()
     if selector == "all":
         chosen = online
@@ -87,6 +102,10 @@ def select_devices(selector: str, devices: list[Device], benchmarks: list[str]) 
             if dev is None:
                 known = ", ".join(sorted(d.name for d in devices)) or "none"
                 raise CampaignError(f"no device named {name!r} (known: {known})")
+            if not dev.key:
+                raise CampaignError(f"device {name!r} is not approved"
+                                    f"{f' ({dev.reason})' if dev.reason else ''}: "
+                                    f"`mlperf-controller devices approve {name}`")
             if dev.state != "online":
                 raise CampaignError(f"device {name!r} is offline"
                                     f"{f' ({dev.reason})' if dev.reason else ''}")
@@ -104,12 +123,18 @@ def select_devices(selector: str, devices: list[Device], benchmarks: list[str]) 
     return chosen
 
 
-def images_for(devices: list[Device], images: dict[str | None, str]) -> dict[str, str]:
-    """Agent id -> image, from ``--image REF`` (key None: every device) and
-    ``--image PROFILE=REF`` (devices of that profile). A device with neither runs natively."""
-    chosen = {}
+def images_for(devices: list[Device], images: dict[str | None, str],
+               pin=None) -> dict[str, tuple[str, str]]:
+    """Agent id -> (image, pinned sha256), from ``--image REF`` (key None: every device) and
+    ``--image PROFILE=REF`` (devices of that profile). A device with neither runs natively.
+    Each image is pinned once (``pin``, default controller.images.distribute.pin)."""
+    if pin is None:
+        from controller.images.distribute import pin
+    chosen, pins = {}, {}
     for dev in devices:
         ref = images.get((dev.capabilities or {}).get("profile"), images.get(None))
         if ref is not None:
-            chosen[dev.agent_id] = ref
+            if ref not in pins:
+                pins[ref] = pin(ref)
+            chosen[dev.agent_id] = (ref, pins[ref])
     return chosen

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -27,7 +29,11 @@ class Base(DeclarativeBase):
 
 
 class Device(Base):
-    """An agent as last seen: retained status plus the latest heartbeat."""
+    """An approved agent as last seen: retained status plus the latest heartbeat.
+
+    ``key`` is the Ed25519 public key the operator approved (None: revoked, or enrolled before
+    messages were signed). ``boot``/``status_seq`` order its presence messages,
+    ``session``/``beat_seq`` tie heartbeats and the Last Will to its current connection."""
 
     __tablename__ = "devices"
     agent_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -40,6 +46,66 @@ class Device(Base):
     last_seen: Mapped[float] = mapped_column(Float)
     load: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    approved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    approved_by: Mapped[str | None] = mapped_column(String(32), nullable=True)  # operator|token
+    boot: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    session: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    beat_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Meta(Base):
+    """Small facts about the store itself, e.g. when a dispatching controller last ticked."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class Enrolment(Base):
+    """A device that asked to join with a validly signed status and waits for
+    `mlperf-controller devices approve` (one row per id and key; bounded)."""
+
+    __tablename__ = "enrolments"
+    agent_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(256))
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    messages: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[dict[str, Any]] = mapped_column(JSON)          # its last AgentStatus body
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Rejection(Base):
+    """Messages the controller refused, counted by claimed sender and reason (bounded: past
+    a thousand senders, the rest are counted under ``(other)``)."""
+
+    __tablename__ = "rejections"
+    source: Mapped[str] = mapped_column(String(160), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[float] = mapped_column(Float)
+    last_at: Mapped[float] = mapped_column(Float)
+    example: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AgentRefusal(Base):
+    """A Refusal an approved agent sent: why it would not act on a message addressed to it
+    (the latest 100 per agent are kept)."""
+
+    __tablename__ = "agent_refusals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ID, index=True)
+    at: Mapped[float] = mapped_column(Float)
+    topic: Mapped[str] = mapped_column(String(300))
+    code: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    suppressed: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Campaign(Base):
@@ -72,6 +138,8 @@ class Job(Base):
     max_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     image: Mapped[str | None] = mapped_column(String(512), nullable=True)  # None: native
+    image_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)  # sha256:...
+    log_lines: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
     division: Mapped[str | None] = mapped_column(String(8), nullable=True)  # None: by mode
     state: Mapped[str] = mapped_column(String(16), index=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)

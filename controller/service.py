@@ -1,5 +1,6 @@
 """The controller's engine: watches the fleet, dispatches queued jobs one per device, records
-every event and result, acknowledges results, and declares jobs lost when their agent goes."""
+every event and result, acknowledges results, and declares jobs lost when their agent goes.
+Everything it sends is signed with its key; everything it hears passes controller.trust."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import logging
 import threading
 import time
 
+from agent.display import quality_text
 from agent.link import Link
 from agent.protocol import (
+    DEFAULT_PREFIX,
+    LEGACY_PREFIX,
     AgentStatus,
     ControllerStatus,
     Heartbeat,
@@ -16,21 +20,24 @@ from agent.protocol import (
     JobEvent,
     JobResult,
     JobState,
+    Refusal,
     ResultAck,
     Sequence,
     Topics,
-    quality_text,
 )
 from controller.errors import StoreError
 from controller.settings import ControllerSettings
 from controller.store import Store, redact
+from controller.trust import FleetTrust
 
 log = logging.getLogger("mlperf.controller")
 
 #: The client id of the dispatching controller. One per broker: its persistent session keeps
 #: results published while it was away.
 CONTROLLER_ID = "mlperf-controller"
-VERSION = "1"
+VERSION = "2"
+#: How often refused-message counts are folded into the store, s.
+FLUSH_S = 2.0
 
 
 class ControllerService:
@@ -44,16 +51,24 @@ class ControllerService:
         self.seq = Sequence()
         self.tick_s = tick_s
         self.heartbeat_beats = heartbeat_beats
-        self.link = Link(settings.broker, CONTROLLER_ID, t, persistent=True,
-                         will=(t.controller_status(), self._presence("offline")))
+        self.identity = settings.load_identity()
+        self.trust = FleetTrust(store, t, self.identity, settings.enrol_token())
+        self.link = Link(settings.broker_connection(), CONTROLLER_ID, t,
+                         identity=self.identity, gate=self.trust, persistent=True,
+                         will=lambda: (t.controller_status(), self._presence("offline")))
         self.link.route(t.all_agent_status(), AgentStatus, self._on_status)
         self.link.route(t.all_heartbeats(), Heartbeat, self._on_heartbeat)
         self.link.route(t.all_job_events(), JobEvent, self._on_event)
         self.link.route(t.all_job_results(), JobResult, self._on_result)
+        self.link.route(t.all_refusals(), Refusal, self._on_refusal)
+        if settings.prefix == DEFAULT_PREFIX:          # agents older than schema 2
+            self.link.route_raw(f"{LEGACY_PREFIX}/agents/+/status", self.trust.legacy)
+        self.link.on_refused.append(self.trust.count)
         self.link.on_connected.append(lambda: self.link.publish(
             t.controller_status(), self._presence("online"), retain=True))
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._flushed = time.monotonic()
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher",
                                         daemon=True)
 
@@ -65,8 +80,10 @@ class ControllerService:
     def start(self, retry_for_s: float | None = 30.0, abort: threading.Event | None = None
               ) -> None:
         """Connect, read the fleet's retained presence, then start dispatching."""
+        log.info("controller key %s", self.identity.fingerprint)
         self.link.connect(retry_for_s, abort)
         self.link.barrier()
+        self.store.mark_serving()
         self._thread.start()
 
     def stop(self) -> None:
@@ -74,6 +91,8 @@ class ControllerService:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self.trust.flush()
+        self.store.mark_serving(False)
         self.link.close(final=(self.topics.controller_status(), self._presence("offline")))
 
     def wake(self) -> None:
@@ -82,25 +101,38 @@ class ControllerService:
 
     # -- incoming ----------------------------------------------------------------------------
     def _on_status(self, topic: str, status: AgentStatus) -> None:
-        if self.topics.id_in(topic) != status.agent_id:
+        if self.topics.parse(topic).agent_id != status.agent_id:
             log.warning("status on %s claims agent %s; ignored", topic, status.agent_id)
             return
-        previous = self.store.device_status(status)
+        previous, applied = self.store.device_status(status)
+        if not applied:
+            log.debug("status of %s (boot %d, seq %d) is not news; ignored", status.agent_id,
+                      status.boot, status.seq)
+            return
         if previous != status.state:
-            log.info("device %s is %s%s", status.name, status.state,
+            log.info("device %s is %s%s", status.agent_id, status.state,
                      f" ({status.reason})" if status.reason else "")
         if status.state == "offline":
             self._lose_jobs(status.agent_id, f"agent went offline: {status.reason or 'no reason'}")
         self._wake.set()
 
-    def _on_heartbeat(self, _topic: str, beat: Heartbeat) -> None:
-        if self.store.heartbeat(beat) == "offline":
+    def _on_heartbeat(self, topic: str, beat: Heartbeat) -> None:
+        if self.topics.parse(topic).agent_id != beat.agent_id:
+            return
+        previous, applied = self.store.heartbeat(beat)
+        if applied and previous == "offline":
             log.info("device %s is beating again", beat.agent_id)
             self._wake.set()
 
+    def _job_topic_matches(self, topic: str, agent_id: str, job_id: str) -> bool:
+        ref = self.topics.parse(topic)
+        if (ref.agent_id, ref.job_id) != (agent_id, job_id):
+            log.warning("message on %s is about job %s of %s; ignored", topic, job_id, agent_id)
+            return False
+        return True
+
     def _on_event(self, topic: str, event: JobEvent) -> None:
-        if self.topics.id_in(topic) != event.job_id:
-            log.warning("event on %s is for job %s; ignored", topic, event.job_id)
+        if not self._job_topic_matches(topic, event.agent_id, event.job_id):
             return
         try:
             moved = self.store.apply_event(event)
@@ -114,8 +146,7 @@ class ControllerService:
                 self._wake.set()
 
     def _on_result(self, topic: str, result: JobResult) -> None:
-        if self.topics.id_in(topic) != result.job_id:
-            log.warning("result on %s is for job %s; ignored", topic, result.job_id)
+        if not self._job_topic_matches(topic, result.agent_id, result.job_id):
             return
         try:
             new = self.store.store_result(result)
@@ -132,6 +163,19 @@ class ControllerService:
                      result.error or quality_text(result.outcome))
             self._wake.set()
 
+    def _on_refusal(self, topic: str, refusal: Refusal) -> None:
+        if self.topics.parse(topic).agent_id != refusal.agent_id:
+            return
+        self.store.record_refusal(refusal)
+        log.warning("device %s refused a message on %s (%s): %s%s", refusal.agent_id,
+                    refusal.topic, refusal.code, refusal.reason,
+                    f" (+{refusal.suppressed} more)" if refusal.suppressed else "")
+        if refusal.verified and refusal.claimed_job_id and self.store.fail_assigned(
+                refusal.claimed_job_id, refusal.agent_id, "agent",
+                f"refused by the device: {refusal.reason}"):
+            log.warning("job %s failed: its device refused it", refusal.claimed_job_id)
+            self._wake.set()
+
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
@@ -143,22 +187,31 @@ class ControllerService:
             self._wake.clear()
 
     def _tick(self) -> None:
+        if time.monotonic() - self._flushed > FLUSH_S:
+            self.trust.flush()
+            self.store.mark_serving()
+            self._flushed = time.monotonic()
         for device in self.store.stale_devices(time.time(), self.heartbeat_beats):
             silent_s = time.time() - device.last_seen
             reason = f"no heartbeat for {silent_s:.0f} s"
-            log.warning("device %s: %s; marking it offline", device.name, reason)
+            log.warning("device %s: %s; marking it offline", device.agent_id, reason)
             self.store.set_offline(device.agent_id, reason)
             self._lose_jobs(device.agent_id, reason)
         if not self.link.connected.is_set():
             return
         for d in self.store.claim_dispatches():
             job = d.job
-            self.link.publish(self.topics.agent_jobs(d.agent_id), JobAssignment(
-                job_id=job.id, campaign_id=job.campaign_id, benchmark=job.benchmark,
-                mode=job.mode, run_index=job.run_index, seed=job.seed, params=job.params,
-                max_steps=job.max_steps, max_seconds=job.max_seconds, image=job.image,
-                division=job.division,
-                **self.seq()))
+            try:
+                assignment = JobAssignment(
+                    job_id=job.id, campaign_id=job.campaign_id, benchmark=job.benchmark,
+                    mode=job.mode, run_index=job.run_index, seed=job.seed, params=job.params,
+                    max_steps=job.max_steps, max_seconds=job.max_seconds, image=job.image,
+                    image_digest=job.image_digest, division=job.division, **self.seq())
+            except ValueError as exc:              # a row the contract cannot carry
+                self.store.fail_assigned(job.id, d.agent_id, "controller",
+                                         f"cannot be sent: {str(exc).splitlines()[0]}")
+                continue
+            self.link.publish(self.topics.agent_jobs(d.agent_id), assignment)
             log.info("job %s assigned to %s: %s %s run %d", job.id, d.agent_id, job.benchmark,
                      job.mode, job.run_index)
         for campaign_id in self.store.close_finished_campaigns():
@@ -168,3 +221,4 @@ class ControllerService:
         for job in self.store.active_jobs(agent_id):
             if self.store.mark_lost(job.id, reason):
                 log.warning("job %s lost: %s", job.id, reason)
+

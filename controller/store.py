@@ -19,19 +19,14 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.protocol import (
-    AgentStatus,
-    ConfigError,
-    Heartbeat,
-    IllegalTransition,
-    JobEvent,
-    JobResult,
-    JobState,
-    path,
-    transition,
-)
+from agent.errors import ConfigError, IllegalTransition
+from agent.protocol import JobEvent, JobResult, JobState, path, transition
 from controller.errors import StoreError
-from controller.models import Base, Campaign, Device, Job, LogLine, Result, Transition
+from controller.fleet_store import DeviceRecords
+from controller.models import Base, Campaign, Device, Job, LogLine, Meta, Result, Transition
+
+#: Most MLLOG lines stored for one job; past it, lines are dropped and the job says so.
+MAX_LOG_LINES_PER_JOB = 200_000
 
 ACTIVE = tuple(s.value for s in JobState
                if not s.terminal and s not in (JobState.QUEUED, JobState.LOST))
@@ -73,6 +68,15 @@ def _add_columns(engine, wanted: dict[str, dict[str, str]]) -> None:
                     conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
 
 
+def _retire_unsigned_devices(engine) -> None:
+    """Devices a store knew before messages were signed have no approved key: they are shown
+    offline until they enrol again (their next start asks for approval)."""
+    with engine.begin() as conn:
+        conn.execute(update(Device).where(Device.key.is_(None), Device.state == "online")
+                     .values(state="offline", reason="known from before signed messages: "
+                             "approve it again (`mlperf-controller devices approve NAME`)"))
+
+
 def _create_tables(engine) -> None:
     """create_all, tolerating a second process (``serve`` and ``run`` started together) that
     creates the same tables between our existence check and our CREATE."""
@@ -88,7 +92,7 @@ def _create_tables(engine) -> None:
             time.sleep(0.2)
 
 
-class Store:
+class Store(DeviceRecords):
     """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
 
     def __init__(self, url: str) -> None:
@@ -96,7 +100,14 @@ class Store:
         self.engine = _engine(url)
         try:
             _create_tables(self.engine)
-            _add_columns(self.engine, {"jobs": {"image": "VARCHAR(512)", "division": "VARCHAR(8)"}})
+            _add_columns(self.engine, {
+                "jobs": {"image": "VARCHAR(512)", "division": "VARCHAR(8)",
+                         "image_digest": "VARCHAR(80)", "log_lines": "INTEGER"},
+                "devices": {"key": "VARCHAR(64)", "approved_at": "FLOAT",
+                            "approved_by": "VARCHAR(32)", "boot": "BIGINT",
+                            "status_seq": "BIGINT", "session": "VARCHAR(64)",
+                            "beat_seq": "BIGINT"}})
+            _retire_unsigned_devices(self.engine)
         except OperationalError as exc:
             raise StoreError(f"cannot open the results store {redact(url)}: "
                              f"{str(exc.orig).strip().splitlines()[0]}") from None
@@ -111,58 +122,34 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- devices -----------------------------------------------------------------------------
-    def device_status(self, status: AgentStatus) -> str | None:
-        """Record an agent's presence; return its previous state (None if new)."""
-        now = time.time()
+    # -- the dispatching controller ----------------------------------------------------------
+    def mark_serving(self, serving: bool = True) -> None:
+        """A dispatching controller says it is alive (every few seconds) or stopping."""
         with self.tx() as s:
-            dev = s.get(Device, status.agent_id)
-            previous = dev.state if dev else None
-            if dev is None:
-                dev = Device(agent_id=status.agent_id, first_seen=now)
-                s.add(dev)
-            dev.name, dev.state, dev.tags = status.name, status.state, list(status.tags)
-            dev.heartbeat_s, dev.last_seen, dev.reason = status.heartbeat_s, now, status.reason
-            if status.capabilities is not None:
-                dev.capabilities = status.capabilities.model_dump()
-            return previous
+            row = s.get(Meta, "serving_at")
+            if row is None:
+                s.add(Meta(key="serving_at", value=time.time() if serving else 0.0))
+            else:
+                row.value = time.time() if serving else 0.0
 
-    def heartbeat(self, beat: Heartbeat) -> str | None:
-        """Record a heartbeat; an agent that beats is online. Returns its previous state."""
+    def serving_recently(self, within_s: float = 15.0) -> bool:
+        """True when a controller dispatching from this store ticked within ``within_s``: a
+        second one must not start (it would take the same client id), whatever the broker's
+        retained presence says (an outsider may have overwritten it)."""
         with self.tx() as s:
-            dev = s.get(Device, beat.agent_id)
-            if dev is None:
-                return None                     # status comes first; it is retained
-            previous = dev.state
-            dev.state, dev.last_seen = "online", time.time()
-            dev.load = beat.model_dump(include={"cpu_percent", "memory_percent",
-                                                "temperature_c", "job_id", "queued_jobs"})
-            return previous
-
-    def devices(self) -> list[Device]:
-        with self.tx() as s:
-            return list(s.scalars(select(Device).order_by(Device.name)))
-
-    def stale_devices(self, now: float, beats: float = 3.0) -> list[Device]:
-        """Online devices silent for more than ``beats`` heartbeat intervals."""
-        with self.tx() as s:
-            return [d for d in s.scalars(select(Device).where(Device.state == "online"))
-                    if now - d.last_seen > beats * d.heartbeat_s]
-
-    def set_offline(self, agent_id: str, reason: str) -> None:
-        with self.tx() as s:
-            s.execute(update(Device).where(Device.agent_id == agent_id)
-                      .values(state="offline", reason=reason))
+            row = s.get(Meta, "serving_at")
+            return row is not None and time.time() - row.value < within_s
 
     # -- campaigns ---------------------------------------------------------------------------
     def create_campaign(self, benchmarks: list[str], mode: str, runs: int, agent_ids: list[str],
                         selector: str, params: dict[str, Any], seed_base: int = 1,
                         max_steps: int | None = None,
                         max_seconds: float | None = None,
-                        images: dict[str, str] | None = None,
+                        images: dict[str, tuple[str, str]] | None = None,
                         division: str | None = None) -> Campaign:
         """Expand benchmarks x devices x runs into queued jobs, in dispatch order.
-        ``images``: agent id -> container image its jobs run in (absent: natively)."""
+        ``images``: agent id -> (container image, its pinned sha256) its jobs run in
+        (absent: natively)."""
         now = time.time()
         cid = time.strftime("c%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(2)
         campaign = Campaign(id=cid, created_at=now, benchmarks=benchmarks, mode=mode, runs=runs,
@@ -174,12 +161,13 @@ class Store:
                 for bench in benchmarks:
                     for agent_id in agent_ids:
                         n += 1
+                        image, digest = (images or {}).get(agent_id, (None, None))
                         s.add(Job(id=f"{cid}-{n:04d}", campaign_id=cid, agent_id=agent_id,
                                   benchmark=bench, mode=mode, run_index=run,
                                   seed=seed_base + run - 1, params=params, max_steps=max_steps,
                                   max_seconds=max_seconds, state=JobState.QUEUED.value,
-                                  image=(images or {}).get(agent_id), division=division,
-                                  created_at=now + n * 1e-6, updated_at=now))
+                                  image=image, image_digest=digest, division=division,
+                                  log_lines=0, created_at=now + n * 1e-6, updated_at=now))
         return campaign
 
     def campaigns(self) -> list[Campaign]:
@@ -229,7 +217,8 @@ class Store:
         out = []
         with self.tx() as s:
             busy = set(s.scalars(select(Job.agent_id).where(Job.state.in_(ACTIVE))))
-            online = s.scalars(select(Device.agent_id).where(Device.state == "online"))
+            online = s.scalars(select(Device.agent_id).where(Device.state == "online",
+                                                             Device.key.is_not(None)))
             for agent_id in online:
                 if agent_id in busy:
                     continue
@@ -257,6 +246,17 @@ class Store:
             return list(s.scalars(select(Job).where(Job.agent_id == agent_id,
                                                     Job.state.in_(ACTIVE))))
 
+    def fail_assigned(self, job_id: str, agent_id: str, source: str, reason: str) -> bool:
+        """An assigned job that will never run: the device refused the assignment (too late,
+        wrong clock, over a bound) or it could not be sent. False when the job is not
+        assigned to that device."""
+        with self.tx() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.agent_id != agent_id or job.state != JobState.ASSIGNED.value:
+                return False
+            self._move(s, job, JobState.FAILED, source, reason)
+            return True
+
     def mark_lost(self, job_id: str, reason: str) -> bool:
         with self.tx() as s:
             job = s.get(Job, job_id)
@@ -276,15 +276,24 @@ class Store:
             if job is None or job.agent_id != ev.agent_id:
                 raise StoreError(f"event for job {ev.job_id} from {ev.agent_id}: "
                                  "no such job on that device")
+            if job.state == JobState.QUEUED.value:
+                raise StoreError(f"event for job {ev.job_id} from {ev.agent_id}: the job was "
+                                 "never assigned")
             seen = s.scalar(select(func.count()).where(Transition.job_id == ev.job_id,
                                                        Transition.agent_seq == ev.seq))
             if seen:
                 return None
+            detail = ev.detail
+            stored = job.log_lines or 0
+            room = max(0, MAX_LOG_LINES_PER_JOB - stored)
+            if len(ev.mllog) > room:
+                detail = (f"{len(ev.mllog) - room} MLLOG line(s) dropped: a job keeps at most "
+                          f"{MAX_LOG_LINES_PER_JOB:,}")
             s.add_all(LogLine(job_id=ev.job_id, agent_seq=ev.seq, n=i, line=line)
-                      for i, line in enumerate(ev.mllog))
+                      for i, line in enumerate(ev.mllog[:room]))
+            job.log_lines = stored + min(room, len(ev.mllog))
             moved = None
             current = JobState(job.state)
-            detail = ev.detail
             if ev.state is not None and ev.state != current:
                 try:
                     transition(current, ev.state)
@@ -313,6 +322,13 @@ class Store:
                                  "no such job on that device")
             if s.get(Result, result.job_id) is not None:
                 return False
+            if job.state == JobState.QUEUED.value:
+                raise StoreError(f"result for job {result.job_id} from {result.agent_id}: the "
+                                 "job was never assigned")
+            claimed = (result.campaign_id, result.benchmark, result.mode, result.run_index)
+            if claimed != (job.campaign_id, job.benchmark, job.mode, job.run_index):
+                raise StoreError(f"result for job {result.job_id} from {result.agent_id} "
+                                 "describes another job (campaign, benchmark, mode or run)")
             s.add(Result(job_id=result.job_id, result_id=result.result_id,
                          agent_id=result.agent_id, status=result.status,
                          received_at=time.time(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -46,6 +47,42 @@ def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.1, what: 
             return value
         time.sleep(interval_s)
     pytest.fail(f"timed out after {timeout_s} s waiting for {what or predicate}")
+
+
+# -- the lab's keys -----------------------------------------------------------------------------
+class LabKeys:
+    """One controller key for every controller command and test peer of the session, pinned
+    by every agent (MLPERF_CONTROLLER_KEY), and one enrolment token both sides hold, so agents
+    join without a manual approval. Tests of approval itself drop the token."""
+
+    def __init__(self, folder: Path) -> None:
+        from agent.identity import Identity
+
+        self.path = folder / "controller_ed25519"
+        self.identity, _ = Identity.load_or_create(self.path)
+        self.token = secrets.token_urlsafe(24)
+        self.env = {"MLPERF_CONTROLLER_IDENTITY": str(self.path),
+                    "MLPERF_CONTROLLER_KEY": self.identity.fingerprint,
+                    "MLPERF_ENROL_TOKEN": self.token}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_keys(tmp_path_factory) -> Iterator[LabKeys]:
+    keys = LabKeys(tmp_path_factory.mktemp("keys"))
+    saved = {k: os.environ.get(k) for k in keys.env}
+    os.environ.update(keys.env)
+    yield keys
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def without_token(env: dict | None = None) -> dict:
+    """The environment minus the enrolment token: devices then wait for approval."""
+    return {k: v for k, v in {**os.environ, **(env or {})}.items()
+            if k != "MLPERF_ENROL_TOKEN"}
 
 
 # -- Mosquitto ---------------------------------------------------------------------------------
@@ -131,10 +168,11 @@ def postgres_url() -> Iterator[str]:
 
 # -- CLIs as real subprocesses -------------------------------------------------------------------
 def cli(tool: str, *args: str, env: dict | None = None, timeout: float = 300,
-        check: bool = False) -> subprocess.CompletedProcess:
-    """Run ``mlperf-agent``/``mlperf-controller`` as the user would, capturing output."""
+        check: bool = False, replace_env: bool = False) -> subprocess.CompletedProcess:
+    """Run ``mlperf-agent``/``mlperf-controller`` as the user would, capturing output.
+    ``env`` adds to this process's environment, or is the whole of it with ``replace_env``."""
     proc = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})},
+                          timeout=timeout, env=env if replace_env else {**os.environ, **(env or {})},
                           stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         pytest.fail(f"{tool} {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -144,16 +182,18 @@ def cli(tool: str, *args: str, env: dict | None = None, timeout: float = 300,
 class Agent:
     """An ``mlperf-agent start`` process with its log file."""
 
-    def __init__(self, broker_url: str, name: str, work_dir: Path, *extra: str) -> None:
+    def __init__(self, broker_url: str, name: str, work_dir: Path, *extra: str,
+                 env: dict | None = None) -> None:
         self.name = name
         self.work_dir = work_dir
         self.log_path = work_dir.parent / f"{name}.log"
         work_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [str(BIN / "mlperf-agent"), "start", "--broker", broker_url, "--name", name,
              "--work-dir", str(work_dir), "--heartbeat-s", "1", *extra],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env if env is not None else None)
 
     @property
     def log(self) -> str:
@@ -176,11 +216,12 @@ class Agent:
 
 @pytest.fixture
 def agents(tmp_path) -> Iterator[callable]:
-    """Factory: ``agents(broker_url, name, *extra_flags)`` -> a started Agent (killed after)."""
+    """Factory: ``agents(broker_url, name, *extra_flags, env=None)`` -> a started Agent
+    (killed after); ``env`` replaces the environment (e.g. ``without_token()``)."""
     started: list[Agent] = []
 
-    def start(broker_url: str, name: str, *extra: str) -> Agent:
-        agent = Agent(broker_url, name, tmp_path / "agents" / name, *extra)
+    def start(broker_url: str, name: str, *extra: str, env: dict | None = None) -> Agent:
+        agent = Agent(broker_url, name, tmp_path / "agents" / name, *extra, env=env)
         started.append(agent)
         return agent
 

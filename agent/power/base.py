@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agent.protocol import MlperfEdgeError
+from agent.errors import MlperfEdgeError
 
 
 class SensorError(MlperfEdgeError):

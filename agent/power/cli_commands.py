@@ -23,7 +23,7 @@ def _settings(config: Path | None):
     from agent.settings import resolve
 
     settings = resolve({}, config)
-    return settings.power or PowerConfig(), settings.broker
+    return settings.power or PowerConfig(), settings.broker_connection()
 
 
 def sensors(root: Root = Path("/"), as_json: Json = False,

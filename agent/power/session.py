@@ -17,6 +17,7 @@ from agent.power.mllog_power import events
 from agent.power.report import build, describe_unavailable, nothing
 from agent.power.sampler import Sampler
 from agent.protocol import Cooldown, PowerReport, TimedWindow
+from agent.untrusted import append_text
 
 NO_SOURCE = ("none measured: no power source found on this device and no power model in its "
              "profile (see `mlperf-agent sensors`)")
@@ -87,8 +88,7 @@ def log_power(lines: list[str], mllog_file: Path, forward: Callable[[list[str]],
     if not lines:
         return 0
     mllog_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(mllog_file, "a") as fh:
-        fh.write("".join(f"{line}\n" for line in lines))
+    append_text(mllog_file, "".join(f"{line}\n" for line in lines))  # a container wrote there
     for i in range(0, len(lines), batch):
         forward(lines[i:i + batch])
     return len(lines)

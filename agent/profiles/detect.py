@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.profiles.schema import DeviceProfile
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 
 #: Where the kernel exposes the device-tree model (the first is a link to the second).
 MODEL_FILES = ("proc/device-tree/model", "sys/firmware/devicetree/base/model")

@@ -11,7 +11,7 @@ from pathlib import Path
 from agent.profiles.detect import detect, gather
 from agent.profiles.loading import find_profile, load_profiles
 from agent.profiles.schema import DeviceProfile
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 
 log = logging.getLogger("mlperf.agent")
 

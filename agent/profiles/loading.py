@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.profiles.schema import DeviceProfile
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 
 #: Where profiles are read from when no folder is given: $MLPERF_PROFILES_DIR, else the
 #: checkout's device_profiles/ next to the agent package.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agent.profiles.detect import detect, gather
 from agent.profiles.loading import load_profiles, profiles_dir
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 
 
 def probe(root: Path = Path("/"), folder: Path | None = None) -> dict:

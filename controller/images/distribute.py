@@ -99,3 +99,33 @@ def _repo_digest(client, target: str, repo: str) -> str:
         if digest.startswith(repo + "@"):
             return digest
     raise ImageError(f"pushed {target} but the engine reports no digest for it")
+
+
+def pin(ref: str, client=None) -> str:
+    """The sha256 a job names to pin ``ref``: the digest written in ``REF@sha256:...``; else
+    the image id when the image is in this workstation's engine (what `images build` made);
+    else the registry's digest for it (asked without pulling). ImageError otherwise."""
+    import docker
+
+    name, _, digest = ref.partition("@")
+    if digest:
+        if not digest.startswith("sha256:") or len(digest) != 71:
+            raise ImageError(f"--image {ref}: the digest after @ must be sha256:<64 hex>")
+        return digest
+    try:
+        client = client or connect()
+    except ImageError as exc:
+        raise ImageError(f"cannot pin image {ref}: {exc}; name it as REF@sha256:DIGEST "
+                         "instead") from None
+    try:
+        return client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise ImageError(f"cannot pin image {ref}: {exc.explanation or exc}") from None
+    try:
+        return client.images.get_registry_data(ref).id
+    except docker.errors.APIError as exc:
+        raise ImageError(f"cannot pin image {ref}: it is not in this workstation's engine and "
+                         f"its registry did not answer ({(exc.explanation or str(exc))[:200]}); "
+                         "build it here, or name it as REF@sha256:DIGEST") from None

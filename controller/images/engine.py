@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.protocol import MlperfEdgeError
+from agent.errors import MlperfEdgeError
 
 #: Engine API version the SDK asks for. Debian's docker.io (20.10) speaks 1.41.
 API_VERSION = "auto"

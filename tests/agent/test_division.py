@@ -9,7 +9,8 @@ import pytest
 
 from agent.errors import JobError
 from agent.jobs import validate
-from agent.protocol import JobAssignment, ProtocolError, Sequence, decode, encode
+from agent.errors import ProtocolError
+from agent.protocol import JobAssignment, Sequence, decode, encode
 from agent.runner import RunRequest
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from agent.protocol import TRANSITIONS, IllegalTransition, JobState, path, transition
+from agent.errors import IllegalTransition
+from agent.protocol import TRANSITIONS, JobState, path, transition
 
 S = JobState
 HAPPY = [S.QUEUED, S.ASSIGNED, S.ACCEPTED, S.PREPARING, S.COOLING, S.RUNNING, S.REPORTING,

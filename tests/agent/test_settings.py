@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 from agent.settings import AgentSettings, default_name, resolve
 
 

@@ -65,10 +65,18 @@ def test_ncf_smoke_in_container_then_from_the_registry(env, agents, mosquitto, c
     assert f"pulling image {pushed['ref']}" in agent.log
 
 
-def job(image, **fields):
-    return JobAssignment(job_id=f"j{uuid.uuid4().hex[:8]}", campaign_id="ctest", benchmark="ncf",
-                         mode="smoke", run_index=1, seed=1, image=image, seq=0, sent_at=0.0,
-                         **fields)
+def job(image, digest=None, **fields):
+    """A job in ``image``, pinned to ``digest`` (default: the image's id in this engine)."""
+    if digest is None:
+        import docker
+        try:
+            digest = docker.from_env().images.get(image).id
+        except docker.errors.ImageNotFound:
+            digest = "sha256:" + "00" * 32
+    return JobAssignment(**{**dict(job_id=f"j{uuid.uuid4().hex[:8]}", campaign_id="ctest",
+                                   benchmark="ncf", mode="smoke", run_index=1, seed=1,
+                                   image=image, image_digest=digest, seq=0, sent_at=0.0),
+                            **fields})
 
 
 def workspace(tmp_path, profile=None):
@@ -114,7 +122,8 @@ def test_without_an_engine_the_job_runs_natively(tmp_path):
 
     ws = Workspace(tmp_path, tmp_path, "test", engine=None)
     request = RunRequest("ncf", "smoke", 1, tmp_path / "out", "test")
-    process, digest = choose_process(job("mlperf-edge/x:1"), ws, request, print, print)
+    process, digest = choose_process(job("mlperf-edge/x:1", "sha256:" + "11" * 32), ws,
+                                     request, print, print)
     assert type(process) is ReferenceProcess and digest is None
 
 
@@ -142,3 +151,102 @@ def test_an_image_that_cannot_be_had_fails_the_job_in_preparing(engine, tmp_path
     assert result.error.startswith("image 127.0.0.1:9/none/such:1 is not here and cannot be "
                                    "pulled")
     assert JobState.RUNNING not in states
+
+
+def running_container(engine, tmp_path, lines, timeout_s=120):
+    """The container of the job whose folder is under ``tmp_path``, once it logged run_start."""
+    wait_for(lambda: any('"run_start"' in line for line in lines), timeout_s, what="run_start")
+    jobs = str(tmp_path / "work" / "jobs")
+    [container] = [c for c in engine.containers.list()
+                   if c.labels.get("io.mlperf-edge.out", "").startswith(jobs)]
+    return container
+
+
+def test_the_container_is_contained(cpu_image, engine, tmp_path):
+    """The harness is the command (never the image's entrypoint); no capabilities, no
+    privilege gain, a pids limit, a non-root user, a read-only root filesystem."""
+    lines: list[str] = []
+    execution = JobExecution(job(cpu_image["tag"], params={"max_epochs": "1000",
+                                                           "learning_rate": "1e-9"}),
+                             "test", workspace(tmp_path), Sequence(), on_mllog=lines.extend)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(execution.run()))
+    worker.start()
+    try:
+        container = running_container(engine, tmp_path, lines)
+        config, host = container.attrs["Config"], container.attrs["HostConfig"]
+        assert config["Entrypoint"][:4] == ["python", "-m", "references", "run"]
+        assert not config["Cmd"]
+        assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+        assert host["PidsLimit"] == 4096 and host["ReadonlyRootfs"] is True
+        assert config["User"] == "65534:65534"                  # the tests run as root
+        probe = container.exec_run(["sh", "-c", "id -u; grep CapEff /proc/self/status; "
+                                    "touch /usr/x 2>&1 || echo read-only; "
+                                    "touch /work/out/ok && echo out-writable"]).output.decode()
+        assert probe.splitlines()[0] == "65534"
+        assert "CapEff:\t0000000000000000" in probe
+        assert "read-only" in probe and "out-writable" in probe
+    finally:
+        execution.request_cancel("test over")
+        worker.join(60)
+    assert done[0].status == "cancelled"
+
+
+def test_an_image_other_than_the_pinned_one_is_refused(cpu_image, tmp_path):
+    states = []
+    result = JobExecution(job(cpu_image["tag"], "sha256:" + "12" * 32), "test",
+                          workspace(tmp_path), Sequence(),
+                          on_state=lambda s, d: states.append(s)).run()
+    assert result.status == "failed" and "the job pins" in result.error
+    assert JobState.RUNNING not in states
+
+
+HOSTILE = '''
+import json, os, sys, time
+out = sys.argv[sys.argv.index("--out") + 1]
+seed = int(sys.argv[sys.argv.index("--seed") + 1])
+def mllog(key, t):
+    print(":::MLLOG " + json.dumps({"namespace": "", "time_ms": t, "event_type": "POINT_IN_TIME",
+                                    "key": key, "value": None, "metadata": {}}), flush=True)
+now = int(time.time() * 1000)
+if seed == 1:        # result.json is a link to a host file the agent (root) could read
+    mllog("run_start", now); mllog("run_stop", now + 5)
+    os.symlink("/etc/shadow", os.path.join(out, "result.json"))
+elif seed == 2:      # a window from 1970, an endless line, a nested MLLOG line
+    mllog("run_start", 1000); mllog("run_stop", 2000)
+    print("y" * 3_000_000, flush=True)
+    print(":::MLLOG " + "[" * 100_000 + "]" * 100_000, flush=True)
+    with open(os.path.join(out, "result.json"), "w") as fh:
+        fh.write("{}")
+else:                # a result.json far past the bound
+    mllog("run_start", now); mllog("run_stop", now + 5)
+    with open(os.path.join(out, "result.json"), "w") as fh:
+        fh.write(" " * (2 << 20) + "{}")
+'''
+
+
+@pytest.fixture(scope="module")
+def hostile_image(cpu_image, engine, tmp_path_factory):
+    """The CPU image with its reference harness replaced by one that lies and attacks."""
+    where = engine.containers.run(cpu_image["tag"], ["python", "-c", "import references, os; "
+                                                     "print(os.path.dirname(references.__file__))"],
+                                  remove=True).decode().strip()
+    ctx = tmp_path_factory.mktemp("hostile")
+    (ctx / "main.py").write_text(HOSTILE)
+    (ctx / "Dockerfile").write_text(f"FROM {cpu_image['tag']}\nCOPY main.py {where}/__main__.py\n")
+    image, _ = engine.images.build(path=str(ctx), tag="mlperf-edge/hostile:test", rm=True)
+    yield image
+    engine.images.remove(image.id, force=True)
+
+
+@pytest.mark.parametrize("seed, complaint", [
+    (1, "result.json in the job folder cannot be opened safely"),
+    (2, "the timed window lies outside the time the run took"),
+    (3, "result.json is larger than"),
+])
+def test_what_a_container_writes_back_is_untrusted(hostile_image, tmp_path, seed, complaint):
+    result = JobExecution(job("mlperf-edge/hostile:test", hostile_image.id, seed=seed), "test",
+                          workspace(tmp_path), Sequence()).run()
+    assert result.status == "failed" and complaint in result.error, result.error
+    assert result.outcome is None
+    assert "root:" not in (result.error or "")                       # /etc/shadow not read

@@ -7,9 +7,9 @@ from controller.fleet import select_devices
 from controller.models import Device
 
 
-def dev(name, state="online", tags=(), benchmarks=("ncf",)):
+def dev(name, state="online", tags=(), benchmarks=("ncf",), key="approved-key"):
     return Device(agent_id=name, name=name, state=state, tags=list(tags),
-                  capabilities={"benchmarks": list(benchmarks)}, reason="gone")
+                  capabilities={"benchmarks": list(benchmarks)}, reason="gone", key=key)
 
 
 FLEET = [dev("pi-4", tags=["arm"]), dev("pi-5", tags=["arm"]), dev("x86"),
@@ -42,6 +42,13 @@ def test_names_keep_order_and_drop_repeats():
 def test_bad_selectors(selector, complaint):
     with pytest.raises(CampaignError, match=complaint):
         select_devices(selector, FLEET, ["ncf"])
+
+
+def test_devices_nobody_approved_are_never_selected():
+    fleet = [dev("pi-4"), dev("ghost", key=None)]
+    assert names(select_devices("all", fleet, ["ncf"])) == ["pi-4"]
+    with pytest.raises(CampaignError, match="not approved"):
+        select_devices("ghost", fleet, ["ncf"])
 
 
 def test_no_online_device():

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from agent.identity import Identity
 from agent.protocol import (
     AgentStatus,
     Capabilities,
@@ -19,6 +20,8 @@ from controller.errors import StoreError
 from controller.store import Store
 
 seq = Sequence()
+KEY = Identity.generate().public_b64
+SESSION = "00112233445566778899"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -35,12 +38,19 @@ def store(request, tmp_path):
     s.close()
 
 
-def online(store, agent_id, benchmarks=("ncf",), tags=()):
-    store.device_status(AgentStatus(
-        agent_id=agent_id, name=agent_id, state="online", tags=list(tags), heartbeat_s=1,
+def status(agent_id, state="online", benchmarks=("ncf",), tags=(), **over):
+    return AgentStatus(**{**dict(
+        agent_id=agent_id, name=agent_id, state=state, tags=list(tags), heartbeat_s=1, boot=1,
+        session=SESSION,
         capabilities=Capabilities(hostname=agent_id, os="Linux", arch="x86_64", cpu_count=2,
                                   memory_total_bytes=1, python="3.11",
-                                  benchmarks=list(benchmarks), agent_version="0"), **seq()))
+                                  benchmarks=list(benchmarks), agent_version="0")
+        if state == "online" else None), **seq(), **over})
+
+
+def online(store, agent_id, benchmarks=("ncf",), tags=()):
+    """An approved device, online (as the enrolment token or `devices approve` leaves it)."""
+    store.enrol(status(agent_id, benchmarks=benchmarks, tags=tags), KEY, "test")
 
 
 def event(job, state=None, mllog=(), s=None):
@@ -135,15 +145,84 @@ def test_a_lost_job_still_takes_its_late_result(store):
     assert store.job(job.id).state == "done"
 
 
+def beat(agent_id="a", session=SESSION, **over):
+    return Heartbeat(**{**dict(agent_id=agent_id, boot=1, session=session, cpu_percent=10,
+                               memory_percent=20), **seq(), **over})
+
+
 def test_stale_devices_and_heartbeats(store):
     online(store, "a")
     assert store.stale_devices(time.time()) == []
     assert [d.agent_id for d in store.stale_devices(time.time() + 10)] == ["a"]
     store.set_offline("a", "no heartbeat")
-    assert store.heartbeat(Heartbeat(agent_id="a", cpu_percent=10, memory_percent=20,
-                                     **seq())) == "offline"
+    assert store.heartbeat(beat()) == ("offline", True)
     assert store.devices()[0].state == "online"
     assert store.devices()[0].load["cpu_percent"] == 10
+
+
+def test_heartbeats_of_another_connection_or_replayed_are_not_applied(store):
+    online(store, "a")
+    first = beat()
+    assert store.heartbeat(first)[1] is True
+    assert store.heartbeat(first)[1] is False                       # replayed
+    store.set_offline("a", "no heartbeat")
+    assert store.heartbeat(beat(session="ffffffffffffffff"))[1] is False
+    assert store.devices()[0].state == "offline"
+
+
+def test_presence_is_ordered_by_boot_and_seq_and_a_will_by_its_connection(store):
+    online(store, "a")
+    old_will = status("a", "offline", last_will=True)                 # this connection's
+    newer = status("a", boot=2, session="aaaaaaaaaaaaaaaa")          # the agent restarted
+    assert store.device_status(newer) == ("online", True)
+    assert store.device_status(old_will)[1] is False                 # a will kept from before
+    assert store.devices()[0].state == "online"
+    stale_offline = status("a", "offline", reason="stopped")          # boot 1: older
+    assert store.device_status(stale_offline)[1] is False
+    own_will = status("a", "offline", last_will=True, boot=2, session="aaaaaaaaaaaaaaaa")
+    assert store.device_status(own_will) == ("online", True)
+    assert store.devices()[0].state == "offline"
+    assert store.device_status(own_will)[1] is False                  # only once
+    assert store.device_status(newer)[1] is False                    # replayed old online
+
+
+def test_a_status_from_a_device_nobody_approved_is_an_error(store):
+    with pytest.raises(StoreError, match="not approved"):
+        store.device_status(status("ghost"))
+    assert store.devices() == []
+
+
+def test_events_and_results_for_a_job_never_assigned_are_refused(store):
+    online(store, "a")
+    c = store.create_campaign(["ncf"], "smoke", 2, ["a"], "all", {})
+    queued = store.jobs(c.id)[1]
+    store.claim_dispatches()
+    with pytest.raises(StoreError, match="never assigned"):
+        store.store_result(result(queued))
+    with pytest.raises(StoreError, match="never assigned"):
+        store.apply_event(event(queued, mllog=[":::MLLOG x"]))
+    assert store.job(queued.id).state == "queued" and store.log_lines(queued.id) == []
+
+
+def test_a_result_describing_another_job_is_refused(store):
+    online(store, "a")
+    store.create_campaign(["ncf"], "smoke", 1, ["a"], "all", {})
+    job = store.claim_dispatches()[0].job
+    with pytest.raises(StoreError, match="describes another job"):
+        store.store_result(result(job).model_copy(update={"benchmark": "resnet"}))
+
+
+def test_mllog_lines_per_job_are_bounded(store, monkeypatch):
+    import controller.store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_LOG_LINES_PER_JOB", 5)
+    online(store, "a")
+    store.create_campaign(["ncf"], "smoke", 1, ["a"], "all", {})
+    job = store.claim_dispatches()[0].job
+    store.apply_event(event(job, mllog=[f":::MLLOG {i}" for i in range(4)]))
+    store.apply_event(event(job, mllog=[f":::MLLOG {i}" for i in range(4, 10)]))
+    assert len(store.log_lines(job.id)) == 5
+    assert "dropped" in store.transitions(job.id)[-1].detail
 
 
 def test_cancel_campaign(store):
@@ -167,7 +246,7 @@ def test_results_join_devices_by_name(store):
 
 
 def test_bad_store_urls_are_one_line_errors(tmp_path):
-    from agent.protocol import ConfigError
+    from agent.errors import ConfigError
     with pytest.raises(ConfigError, match="invalid store URL"):
         Store("not a url")
     with pytest.raises(StoreError, match="cannot open"):

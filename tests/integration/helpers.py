@@ -1,10 +1,14 @@
-"""A test-side MQTT peer built on the real contract: it plays the controller's part by hand."""
+"""A test-side MQTT peer built on the real contract: it plays the controller's part by hand,
+signing with the session's controller key (which the agents pin)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 
+from agent.gate import Gate
+from agent.identity import Identity
 from agent.link import Link
 from agent.protocol import (
     AgentStatus,
@@ -12,6 +16,7 @@ from agent.protocol import (
     JobEvent,
     JobResult,
     JobState,
+    Refusal,
     ResultAck,
     Sequence,
     Topics,
@@ -19,20 +24,32 @@ from agent.protocol import (
 from tests.conftest import wait_for
 
 
-class Peer:
-    """Records every status, event and result under a prefix; sends jobs and acks."""
+class AnySigned(Gate):
+    """Admits whatever is validly signed, fresh and not replayed, whoever signed it: the
+    peer checks the agents' signatures without playing enrolment."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def known_key(self, topic, env) -> bool:
+        return True
+
+
+class Peer:
+    """Records every status, event, result and refusal under a prefix; sends jobs and acks."""
+
+    def __init__(self, url: str, prefix: str, identity: Identity | None = None) -> None:
         self.topics = Topics(prefix)
         self.seq = Sequence()
+        self.identity = identity or Identity.load(os.environ["MLPERF_CONTROLLER_IDENTITY"])
         self.statuses: list[AgentStatus] = []
         self.events: list[JobEvent] = []
         self.results: list[JobResult] = []
+        self.refusals: list[Refusal] = []
         self._lock = threading.Lock()
-        self.link = Link(url, f"test-peer-{secrets.token_hex(3)}", self.topics)
+        self.link = Link(url, f"test-peer-{secrets.token_hex(3)}", self.topics,
+                         identity=self.identity, gate=AnySigned())
         self.link.route(self.topics.all_agent_status(), AgentStatus, self._keep(self.statuses))
         self.link.route(self.topics.all_job_events(), JobEvent, self._keep(self.events))
         self.link.route(self.topics.all_job_results(), JobResult, self._keep(self.results))
+        self.link.route(self.topics.all_refusals(), Refusal, self._keep(self.refusals))
         self.link.connect(10)
 
     def _keep(self, into: list):
@@ -47,13 +64,15 @@ class Peer:
     # -- acting ------------------------------------------------------------------------------
     def send_job(self, agent_id: str, job_id: str, benchmark: str = "ncf", mode: str = "smoke",
                  **fields) -> JobAssignment:
+        """A signed assignment, as the controller sends it."""
         job = JobAssignment(job_id=job_id, campaign_id="ctest", benchmark=benchmark, mode=mode,
                             run_index=1, seed=fields.pop("seed", 1), **fields, **self.seq())
         self.link.publish(self.topics.agent_jobs(agent_id), job).wait_for_publish(5)
         return job
 
-    def send_raw(self, topic: str, payload: bytes) -> None:
-        self.link.client.publish(topic, payload, qos=1).wait_for_publish(5)
+    def send_raw(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Bytes as they are: no envelope, no signature (a forger's view of the broker)."""
+        self.link.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     def ack(self, result: JobResult) -> None:
         self.link.publish(self.topics.agent_acks(result.agent_id),

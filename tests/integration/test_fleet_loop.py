@@ -3,6 +3,7 @@
 types them."""
 
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -23,7 +24,7 @@ def env(mosquitto, tmp_path):
 @pytest.fixture
 def serve(env, tmp_path):
     log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([str(BIN / "mlperf-controller"), "serve"], env={**env},
+    proc = subprocess.Popen([str(BIN / "mlperf-controller"), "serve"], env={**os.environ, **env},
                             stdout=log, stderr=subprocess.STDOUT)
     yield proc
     proc.send_signal(signal.SIGINT)

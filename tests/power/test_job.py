@@ -12,7 +12,8 @@ import pytest
 from agent.jobs import JobExecution, Workspace
 from agent.power.config import CooldownSpec, PowerConfig, PowerModel
 from agent.power.session import JobPower
-from agent.protocol import ConfigError, JobAssignment, JobState, Sequence
+from agent.errors import ConfigError
+from agent.protocol import JobAssignment, JobState, Sequence
 from agent.settings import AgentSettings
 from tests.power import sysfs
 

@@ -5,7 +5,7 @@ import pytest
 
 from agent.power.config import PowerConfig
 from agent.profiles.device import setup, workspace_fields
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 
 
 def test_named_profile_wins_and_containers_can_be_off(make_board):

@@ -11,7 +11,7 @@ from agent.profiles.loading import (
     load_profiles,
     profiles_dir,
 )
-from agent.protocol import ConfigError
+from agent.errors import ConfigError
 
 GOOD = """name: test-board
 description: a test board

@@ -13,7 +13,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from agent.link import BrokerUrl, _nodelay
+from agent.link import _nodelay, as_broker
 from agent.power.base import Context, SensorError, Unavailable
 
 #: Parse a plug payload into (power W, energy J or None), or None if it carries no reading.
@@ -23,9 +23,10 @@ Parser = Callable[[Any], "tuple[float, float | None] | None"]
 class PlugLink:
     """Subscribe to ``topics``; keep the latest (power_w, energy_j, monotonic arrival)."""
 
-    def __init__(self, url: str, topics: list[str], parse: Parser,
+    def __init__(self, url, topics: list[str], parse: Parser,
                  poll: tuple[str, Callable[[str], str]] | None, poll_s: float) -> None:
-        self.url = BrokerUrl.parse(url)
+        self.broker = as_broker(url)            # a URL, or the agent's Broker (credentials)
+        self.url = self.broker.url
         self.client_id = f"mlperf-power-{uuid.uuid4().hex[:10]}"
         # "{client}" in a topic is this connection's client id (where RPC answers come back).
         self.topics = [t.replace("{client}", self.client_id) for t in topics]
@@ -38,10 +39,7 @@ class PlugLink:
         c.on_socket_open = lambda _c, _u, sock: _nodelay(sock)
         c.on_connect = lambda cl, *_: [cl.subscribe(t, qos=0) for t in self.topics]
         c.on_message = self._on_message
-        if self.url.username:
-            c.username_pw_set(self.url.username, self.url.password)
-        if self.url.tls:
-            c.tls_set()
+        self.broker.configure(c)
         self.client = c
         self.poller: threading.Thread | None = None
 
@@ -50,7 +48,7 @@ class PlugLink:
         try:
             self.client.connect(self.url.host, self.url.port, keepalive=30)
         except OSError as exc:
-            return f"cannot reach the broker {self.url}: {exc}"
+            return f"cannot reach the broker {self.broker}: {exc}"
         self.client.loop_start()
         if self.poll is not None:
             self.poller = threading.Thread(target=self._poll, daemon=True,

@@ -1,0 +1,231 @@
+"""The fleet part of the results store: approved devices and their presence, devices waiting
+for approval, and the messages that were refused. Mixed into controller.store.Store (which
+supplies ``tx()``); every method is one short transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+
+from agent.identity import fingerprint
+from agent.protocol import AgentStatus, Heartbeat, Refusal
+from controller.errors import StoreError
+from controller.models import AgentRefusal, Device, Enrolment, Rejection
+
+#: Devices waiting for approval that are remembered; more are only counted as refused.
+MAX_PENDING = 1000
+#: Distinct claimed senders whose refused messages are counted one by one.
+MAX_REJECTION_SOURCES = 1000
+#: Refusals kept per agent (the newest).
+KEEP_REFUSALS = 100
+OTHER = "(other)"
+
+
+def _apply_status(dev: Device, status: AgentStatus, now: float) -> None:
+    dev.name, dev.state, dev.tags = status.name, status.state, list(status.tags)
+    dev.heartbeat_s, dev.last_seen, dev.reason = status.heartbeat_s, now, status.reason
+    if not status.last_will:
+        dev.boot, dev.status_seq = status.boot, status.seq
+    if status.state == "online":
+        if dev.session != status.session:
+            dev.beat_seq = None
+        dev.session = status.session
+    if status.capabilities is not None:
+        dev.capabilities = status.capabilities.model_dump()
+
+
+class DeviceRecords:
+    """Devices, enrolments and refusals (see the module docstring)."""
+
+    # -- approved devices --------------------------------------------------------------------
+    def approved_keys(self) -> dict[str, str]:
+        """agent id -> approved public key (base64), for every approved device."""
+        with self.tx() as s:
+            return dict(s.execute(select(Device.agent_id, Device.key)
+                                  .where(Device.key.is_not(None))).all())
+
+    def device_status(self, status: AgentStatus) -> tuple[str | None, bool]:
+        """Apply an approved agent's presence if it is news: a status newer (by boot, seq)
+        than the last applied, or the Last Will of the connection last seen online. Returns
+        (previous state, applied); a replayed or superseded one is not applied."""
+        now = time.time()
+        with self.tx() as s:
+            dev = s.get(Device, status.agent_id)
+            if dev is None or dev.key is None:
+                raise StoreError(f"status from {status.agent_id}, which is not approved")
+            previous = dev.state
+            if status.last_will:
+                if dev.session != status.session or dev.state != "online":
+                    return previous, False
+            elif dev.status_seq is not None and (status.boot, status.seq) <= (
+                    dev.boot or 0, dev.status_seq):
+                return previous, False
+            _apply_status(dev, status, now)
+            return previous, True
+
+    def heartbeat(self, beat: Heartbeat) -> tuple[str | None, bool]:
+        """Record a heartbeat of the current connection (newer than the last one); an agent
+        that beats is online. Returns (previous state, applied)."""
+        with self.tx() as s:
+            dev = s.get(Device, beat.agent_id)
+            if dev is None or dev.key is None or dev.session != beat.session:
+                return (dev.state if dev else None), False
+            if dev.beat_seq is not None and beat.seq <= dev.beat_seq:
+                return dev.state, False
+            previous = dev.state
+            dev.state, dev.last_seen, dev.beat_seq = "online", time.time(), beat.seq
+            dev.load = beat.model_dump(include={"cpu_percent", "memory_percent",
+                                                "temperature_c", "job_id", "queued_jobs"})
+            return previous, True
+
+    def devices(self) -> list[Device]:
+        with self.tx() as s:
+            return list(s.scalars(select(Device).order_by(Device.name)))
+
+    def stale_devices(self, now: float, beats: float = 3.0) -> list[Device]:
+        """Online devices silent for more than ``beats`` heartbeat intervals."""
+        with self.tx() as s:
+            return [d for d in s.scalars(select(Device).where(Device.state == "online"))
+                    if now - d.last_seen > beats * min(d.heartbeat_s, 300.0)]
+
+    def set_offline(self, agent_id: str, reason: str) -> None:
+        with self.tx() as s:
+            s.execute(update(Device).where(Device.agent_id == agent_id)
+                      .values(state="offline", reason=reason))
+
+    # -- enrolment ---------------------------------------------------------------------------
+    def note_enrolment(self, status: AgentStatus, key: str, note: str | None = None) -> bool:
+        """Remember a validly signed status from a key that is not approved (bounded).
+        Returns True when it is a new request (the first from this id and key)."""
+        now, fp = time.time(), fingerprint(key)
+        body = json.loads(status.model_dump_json(by_alias=True))
+        with self.tx() as s:
+            row = s.get(Enrolment, (status.agent_id, fp))
+            if row is not None:
+                row.last_seen, row.messages, row.name = now, row.messages + 1, status.name
+                newer = (status.boot, status.seq) > (row.status.get("boot", 0),
+                                                     row.status.get("seq", -1))
+                if newer and not status.last_will:
+                    row.status = body
+                return False
+            if s.scalar(select(func.count()).select_from(Enrolment)) >= MAX_PENDING:
+                raise StoreError(f"{MAX_PENDING} devices already wait for approval")
+            s.add(Enrolment(agent_id=status.agent_id, fingerprint=fp, key=key,
+                            name=status.name, first_seen=now, last_seen=now, messages=1,
+                            status=body, note=note))
+            return True
+
+    def pending(self) -> list[Enrolment]:
+        with self.tx() as s:
+            return list(s.scalars(select(Enrolment).order_by(Enrolment.first_seen)))
+
+    def approve(self, who: str, fp: str | None = None) -> Device:
+        """Approve the device waiting as ``who`` (agent id or name), or re-approve a revoked
+        one; ``fp`` picks one key when several wait under that id. StoreError otherwise."""
+        with self.tx() as s:
+            rows = list(s.scalars(select(Enrolment).where(
+                or_(Enrolment.agent_id == who, Enrolment.name == who))))
+            if fp is not None:
+                rows = [r for r in rows if r.fingerprint == fp]
+            if len({r.agent_id for r in rows}) > 1:
+                raise StoreError(f"several devices wait under the name {who!r}: approve one by "
+                                 f"its agent id ({', '.join(sorted({r.agent_id for r in rows}))})")
+            if len(rows) > 1:
+                keys = ", ".join(r.fingerprint for r in rows)
+                raise StoreError(f"{who!r} waits with {len(rows)} different keys ({keys}): say "
+                                 "which with --fingerprint (compare with what `mlperf-agent "
+                                 "start` printed on the device)")
+            if rows:
+                row = rows[0]
+                status = AgentStatus.model_validate_json(json.dumps(row.status))
+                dev = s.get(Device, row.agent_id)
+                if dev is None:
+                    dev = Device(agent_id=row.agent_id, first_seen=row.first_seen, name=row.name,
+                                 state="offline", last_seen=row.last_seen)
+                    s.add(dev)
+                dev.key, dev.approved_at, dev.approved_by = row.key, time.time(), "operator"
+                dev.boot = dev.status_seq = dev.session = dev.beat_seq = None
+                _apply_status(dev, status, row.last_seen)
+                s.execute(delete(Enrolment).where(Enrolment.agent_id == row.agent_id))
+                return dev
+            dev = s.scalars(select(Device).where(
+                or_(Device.agent_id == who, Device.name == who))).first()
+            if dev is not None and dev.key is not None:
+                raise StoreError(f"device {who!r} is already approved (key "
+                                 f"{fingerprint(dev.key)})")
+            waiting = ", ".join(sorted({r.name for r in s.scalars(select(Enrolment))})) or "none"
+            raise StoreError(f"no device {who!r} waits for approval (waiting: {waiting}); "
+                             "it asks when `mlperf-agent start` connects")
+
+    def enrol(self, status: AgentStatus, key: str, by: str) -> Device:
+        """Approve a device at once (it proved it holds the enrolment token)."""
+        with self.tx() as s:
+            dev = s.get(Device, status.agent_id)
+            if dev is not None and dev.key is not None and dev.key != key:
+                raise StoreError(f"device {status.agent_id} is approved with another key")
+            if dev is None:
+                dev = Device(agent_id=status.agent_id, first_seen=time.time(), name=status.name,
+                             state=status.state, last_seen=time.time())
+                s.add(dev)
+            dev.key, dev.approved_at, dev.approved_by = key, time.time(), by
+            _apply_status(dev, status, time.time())
+            s.execute(delete(Enrolment).where(Enrolment.agent_id == status.agent_id))
+            return dev
+
+    def revoke(self, who: str) -> Device:
+        """Withdraw a device's approval: its messages are refused until it is approved again."""
+        with self.tx() as s:
+            dev = s.scalars(select(Device).where(
+                or_(Device.agent_id == who, Device.name == who))).first()
+            if dev is None or dev.key is None:
+                raise StoreError(f"no approved device {who!r} (see `mlperf-controller devices`)")
+            dev.key, dev.state, dev.reason = None, "offline", "approval revoked by the operator"
+            dev.session = None
+            return dev
+
+    # -- refused messages --------------------------------------------------------------------
+    def add_rejections(self, counts: dict[tuple[str, str], list[Any]]) -> None:
+        """Fold counted refusals in: (claimed sender, code) -> [n, first, last, example]."""
+        if not counts:
+            return
+        with self.tx() as s:
+            known = s.scalar(select(func.count(func.distinct(Rejection.source))))
+            for (source, code), (n, first, last, example) in counts.items():
+                row = s.get(Rejection, (source, code))
+                if row is None and known >= MAX_REJECTION_SOURCES:
+                    source = OTHER
+                    row = s.get(Rejection, (source, code))
+                if row is None:
+                    row = Rejection(source=source[:160], code=code[:32], count=0,
+                                    first_at=first, last_at=last)
+                    s.add(row)
+                    known += 1
+                row.count += n
+                row.last_at = max(row.last_at, last)
+                row.example = (example or "")[:300]
+
+    def rejections(self) -> list[Rejection]:
+        with self.tx() as s:
+            return list(s.scalars(select(Rejection).order_by(Rejection.last_at.desc())))
+
+    def record_refusal(self, refusal: Refusal) -> None:
+        with self.tx() as s:
+            s.add(AgentRefusal(agent_id=refusal.agent_id, at=time.time(), topic=refusal.topic,
+                               code=refusal.code, reason=refusal.reason,
+                               job_id=refusal.claimed_job_id, verified=refusal.verified,
+                               suppressed=refusal.suppressed))
+            s.flush()
+            keep = select(AgentRefusal.id).where(AgentRefusal.agent_id == refusal.agent_id) \
+                .order_by(AgentRefusal.id.desc()).limit(KEEP_REFUSALS)
+            s.execute(delete(AgentRefusal).where(AgentRefusal.agent_id == refusal.agent_id,
+                                                 AgentRefusal.id.not_in(keep.scalar_subquery())))
+
+    def refusals(self, agent_id: str | None = None) -> list[AgentRefusal]:
+        with self.tx() as s:
+            q = select(AgentRefusal).order_by(AgentRefusal.id)
+            if agent_id:
+                q = q.where(AgentRefusal.agent_id == agent_id)
+            return list(s.scalars(q))
