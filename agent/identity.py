@@ -39,15 +39,25 @@ def fingerprint(key_b64: str) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def _canonical(text: str) -> bytes:
+    """Base64 decoded only if ``text`` is the one canonical spelling of its bytes: the unused
+    low bits of the last character are otherwise ignored by decoders, and a signature that
+    still verifies after a character changed would let a changed payload through."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode() != text:
+        raise ValueError("not canonical base64")
+    return raw
+
+
 @lru_cache(maxsize=4096)
 def _public(key_b64: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(key_b64, validate=True))
+    return Ed25519PublicKey.from_public_bytes(_canonical(key_b64))
 
 
 def verify(key_b64: str, sig_b64: str, data: bytes) -> bool:
     """True when ``sig_b64`` is ``key_b64``'s Ed25519 signature of ``data``; never raises."""
     try:
-        _public(key_b64).verify(base64.b64decode(sig_b64, validate=True), data)
+        _public(key_b64).verify(_canonical(sig_b64), data)
         return True
     except (InvalidSignature, ValueError, binascii.Error):
         return False

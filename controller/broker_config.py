@@ -141,15 +141,34 @@ def write_broker_config(out_dir: Path, agents: list[str], *, auth: str = "cert",
         (broker / "passwd").unlink()
     conf = mosquitto_conf(broker, auth, port)
     (out / "mosquitto.conf").write_text(conf)
+    owner = _give_to_broker_user(broker)
     lines = [f"{'made' if made_ca else 'kept'} the lab CA in {out / 'ca'} (keep ca.key "
              "offline once every device has its credentials)",
              f"broker: mosquitto -c {out / 'mosquitto.conf'}  (TLS on port {port}, "
              f"{'client certificates' if auth == 'cert' else 'passwords'}; server names: "
              f"{', '.join(hosts)})",
              f"controller: mlperf-controller serve --config {out / 'controller/controller.yaml'}"]
+    if owner:
+        lines.insert(2, f"{broker}/ belongs to user {owner}: Mosquitto started as root "
+                        "drops to that user before it reads its key")
     lines += [f"device {name}: copy {agents_dir / name}/ to it, then `mlperf-agent start "
               "--config agent.yaml`" for name in every]
     return lines
+
+
+def _give_to_broker_user(broker: Path, user: str = "mosquitto") -> str | None:
+    """Mosquitto started as root drops to user ``mosquitto`` before it reads its key, password
+    file and data: when we are root and that user exists, the broker's folder becomes its."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+        entry = pwd.getpwnam(user)
+    except (ImportError, KeyError):
+        return None
+    for path in [broker, *broker.rglob("*")]:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return user
 
 
 def acl_text(prefix: str) -> str:
@@ -163,10 +182,10 @@ topic readwrite {prefix}/#
 
 # Every device (pattern lines apply to every user; %u = its agent id, %c = its client id):
 # it writes only under its own subtree (status, heartbeat, its jobs' events and results,
-# refusals), reads only what the controller addresses to it and the controller's presence.
+# refusals) and reads only what the controller addresses to it. (Not even the controller's
+# presence: a device set up from this folder pins the controller's key already.)
 pattern write {prefix}/agents/%u/#
 pattern read {prefix}/controller/agents/%u/#
-pattern read {prefix}/controller/status
 pattern readwrite {prefix}/sync/%c
 """
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from agent.identity import fingerprint
 from agent.protocol import AgentStatus, Heartbeat, Refusal
@@ -22,6 +23,16 @@ MAX_REJECTION_SOURCES = 1000
 #: Refusals kept per agent (the newest).
 KEEP_REFUSALS = 100
 OTHER = "(other)"
+
+
+def _once_more_on_conflict(work):
+    """Run ``work`` (one transaction); when another process inserted the same row between our
+    read and our insert (``serve`` and a CLI command both hearing a device's first status),
+    run it once more: it then finds the row and updates it."""
+    try:
+        return work()
+    except IntegrityError:
+        return work()
 
 
 def _apply_status(dev: Device, status: AgentStatus, now: float) -> None:
@@ -100,6 +111,9 @@ class DeviceRecords:
     def note_enrolment(self, status: AgentStatus, key: str, note: str | None = None) -> bool:
         """Remember a validly signed status from a key that is not approved (bounded).
         Returns True when it is a new request (the first from this id and key)."""
+        return _once_more_on_conflict(lambda: self._note_enrolment(status, key, note))
+
+    def _note_enrolment(self, status: AgentStatus, key: str, note: str | None) -> bool:
         now, fp = time.time(), fingerprint(key)
         body = json.loads(status.model_dump_json(by_alias=True))
         with self.tx() as s:
@@ -162,6 +176,9 @@ class DeviceRecords:
 
     def enrol(self, status: AgentStatus, key: str, by: str) -> Device:
         """Approve a device at once (it proved it holds the enrolment token)."""
+        return _once_more_on_conflict(lambda: self._enrol(status, key, by))
+
+    def _enrol(self, status: AgentStatus, key: str, by: str) -> Device:
         with self.tx() as s:
             dev = s.get(Device, status.agent_id)
             if dev is not None and dev.key is not None and dev.key != key:
@@ -189,8 +206,10 @@ class DeviceRecords:
     # -- refused messages --------------------------------------------------------------------
     def add_rejections(self, counts: dict[tuple[str, str], list[Any]]) -> None:
         """Fold counted refusals in: (claimed sender, code) -> [n, first, last, example]."""
-        if not counts:
-            return
+        if counts:
+            _once_more_on_conflict(lambda: self._add_rejections(counts))
+
+    def _add_rejections(self, counts: dict[tuple[str, str], list[Any]]) -> None:
         with self.tx() as s:
             known = s.scalar(select(func.count(func.distinct(Rejection.source))))
             for (source, code), (n, first, last, example) in counts.items():

@@ -125,6 +125,12 @@ class Store(DeviceRecords):
     # -- the dispatching controller ----------------------------------------------------------
     def mark_serving(self, serving: bool = True) -> None:
         """A dispatching controller says it is alive (every few seconds) or stopping."""
+        try:
+            self._mark_serving(serving)
+        except IntegrityError:                     # another process made the row just now
+            self._mark_serving(serving)
+
+    def _mark_serving(self, serving: bool) -> None:
         with self.tx() as s:
             row = s.get(Meta, "serving_at")
             if row is None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from references.common.config import Value, apply_overrides, config_dict as _config_dict
+from references.common.config import Value, apply_overrides, check_limits
+from references.common.config import config_dict as _config_dict
 from references.common.division import check_division, default_division
 from references.common.errors import ConfigError, UnknownBenchmark
 
@@ -42,6 +43,7 @@ class ReferenceSpec:
         cls = _load(self.config_class)
         cfg = apply_overrides(getattr(cls, mode)(), overrides)   # unknown/ill-typed keys first
         check_division(division or default_division(mode), mode, cls, overrides or {})
+        check_limits(cfg)
         return cfg.validate()
 
     def config_dict(self, cfg: Any) -> dict[str, Any]:

@@ -40,6 +40,24 @@ def apply_overrides(cfg: C, overrides: Mapping[str, Value] | None) -> C:
     return dataclasses.replace(cfg, **changes)
 
 
+#: Bounds every override is held to, whatever the field: a job is untrusted input.
+MAX_TEXT_CHARS = 256
+MAX_TUPLE_ITEMS = 32
+MAX_ABS_INT = 2**31 - 1
+
+
+def check_limits(cfg: Any) -> None:
+    """ConfigError when a size or count exceeds its upper bound (the config class's
+    ``LIMITS``: field -> largest value, each element for tuples)."""
+    for key, largest in getattr(type(cfg), "LIMITS", {}).items():
+        value = getattr(cfg, key)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(v is not None and v > largest for v in values):
+            shown = f"{int(largest):,}" if float(largest).is_integer() else f"{largest:g}"
+            raise ConfigError(f"config key {key!r} is {value!r}; at most {shown} is allowed "
+                              "(an upper bound every job is held to)")
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """Field name -> resolved type annotation, in declaration order."""
     hints = typing.get_type_hints(cls)
@@ -67,10 +85,22 @@ def parse_value(key: str, raw: Value, tp: Any) -> Any:
     inner, optional = _unwrap_optional(tp)
     if optional and (raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE)):
         return None
+    if isinstance(raw, str) and len(raw) > MAX_TEXT_CHARS:
+        raise ConfigError(f"config key {key!r}: a value of {len(raw)} characters; at most "
+                          f"{MAX_TEXT_CHARS}")
     try:
-        return _parse(raw, inner)
+        value = _parse(raw, inner)
     except (TypeError, ValueError):
-        raise ConfigError(f"config key {key!r} expects {type_name(tp)}, got {raw!r}") from None
+        raise ConfigError(f"config key {key!r} expects {type_name(tp)}, "
+                          f"got {str(raw)[:60]!r}") from None
+    values = value if isinstance(value, tuple) else (value,)
+    if len(values) > MAX_TUPLE_ITEMS:
+        raise ConfigError(f"config key {key!r}: {len(values)} values; at most {MAX_TUPLE_ITEMS}")
+    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_ABS_INT
+           for v in values):
+        raise ConfigError(f"config key {key!r}: {raw!r} is out of range "
+                          f"(|value| <= {MAX_ABS_INT})")
+    return value
 
 
 def _parse(raw: Value, tp: Any) -> Any:

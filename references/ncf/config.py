@@ -26,6 +26,14 @@ class NcfConfig:
     # batch size and the Adam settings); everything else is the reference's.
     CLOSED_TUNABLE: ClassVar[tuple[str, ...]] = (
         "batch_size", "learning_rate", "adam_beta1", "adam_beta2", "adam_epsilon")
+    # Upper bounds on sizes and counts a job may ask for (each element, for tuples): far past
+    # any sane run, short of what would only exhaust a device's memory or time.
+    LIMITS: ClassVar[dict[str, float]] = {
+        "min_ratings": 10**6, "negatives_per_positive": 1000, "eval_negatives": 10**5,
+        "factors": 4096, "mlp_layers": 16384, "batch_size": 2**20, "topk": 1000,
+        "max_epochs": 10**4, "epochs_to_converge": 10**4, "synthetic_users": 10**6,
+        "synthetic_items": 10**6, "synthetic_factors": 1024, "synthetic_min_interactions": 10**5,
+        "synthetic_max_interactions": 10**5, "threads": 1024}
 
     # -- data -------------------------------------------------------------------------------
     # Which data: "synthetic" (smoke), or the MovieLens folder name an agent looks for under its

@@ -28,6 +28,13 @@ class ResnetConfig:
     # opt_learning_rate_decay_boundary_epochs); everything else is the reference's.
     CLOSED_TUNABLE: ClassVar[tuple[str, ...]] = (
         "batch_size", "base_learning_rate", "warmup_epochs", "decay_boundary_epochs")
+    # Upper bounds on sizes and counts a job may ask for (each element, for tuples).
+    LIMITS: ClassVar[dict[str, float]] = {
+        "image_size": 1024, "resize_size": 2048, "workers": 256, "base_width": 1024,
+        "batch_size": 65536, "warmup_epochs": 1000, "decay_boundary_epochs": 10**4,
+        "epochs_per_eval": 1000, "max_epochs": 10**4, "epochs_to_converge": 10**4,
+        "synthetic_classes": 1000, "synthetic_train_images": 10**6,
+        "synthetic_val_images": 10**6, "threads": 1024}
 
     # -- data -------------------------------------------------------------------------------
     dataset: str = "imagenet"             # "imagenet" (the folder --data names) or "synthetic"

@@ -22,6 +22,13 @@ from references.common.errors import ConfigError
 class SentimentConfig:
     # A closed run may choose the batch size and the learning rate; the rest is the reference's.
     CLOSED_TUNABLE: ClassVar[tuple[str, ...]] = ("batch_size", "learning_rate")
+    # Upper bounds on sizes and counts a job may ask for (each element, for tuples).
+    LIMITS: ClassVar[dict[str, float]] = {
+        "min_word_count": 10**9, "max_tokens": 10**6, "embedding_dim": 8192, "filters": 8192,
+        "filter_sizes": 64, "batch_size": 65536, "max_epochs": 10**4,
+        "epochs_to_converge": 10**4, "synthetic_reviews": 10**6, "synthetic_vocab": 10**6,
+        "synthetic_markers": 10**4, "synthetic_min_words": 10**5, "synthetic_max_words": 10**5,
+        "threads": 1024}
 
     # -- data -------------------------------------------------------------------------------
     dataset: str = "aclImdb"              # the extracted folder --data names, or "synthetic"

@@ -97,3 +97,29 @@ def test_registry_resolves_configs_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env(), timeout=60, check=True)
     assert done.stdout.strip() == '{"names": ["ncf", "resnet", "sentiment"], "heavy": []}'
+
+
+@pytest.mark.parametrize("benchmark, key, value, complaint", [
+    ("ncf", "batch_size", "99999999", "at most 1,048,576"),
+    ("ncf", "mlp_layers", ",".join(["8"] * 40), "at most 32"),
+    ("ncf", "factors", "99999999999", "out of range"),
+    ("resnet", "image_size", "100000", "at most 1,024"),
+    ("resnet", "decay_boundary_epochs", "30,60,999999", "at most 10,000"),
+    ("sentiment", "embedding_dim", "1000000", "at most 8,192"),
+    ("sentiment", "max_tokens", "x" * 300, "at most 256"),
+])
+def test_sizes_and_counts_have_upper_bounds(benchmark, key, value, complaint):
+    """A job is untrusted input: a size no device could honour is refused before any run."""
+    from references import registry
+    from references.common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=complaint):
+        registry.get(benchmark).make_config("smoke", {key: value})
+
+
+@pytest.mark.parametrize("benchmark", ["ncf", "resnet", "sentiment"])
+@pytest.mark.parametrize("mode", ["smoke", "reduced", "full"])
+def test_every_preset_is_within_its_bounds(benchmark, mode):
+    from references import registry
+
+    registry.get(benchmark).make_config(mode)
