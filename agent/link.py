@@ -104,6 +104,14 @@ class Broker:
             raise ConfigError(f"TLS files were given for {parsed}: use an mqtts:// URL")
         return cls(parsed, user, password, **files)
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> Broker:
+        """From a settings object with ``broker``, ``broker_user``, ``broker_password_file``
+        and ``tls_ca``/``tls_cert``/``tls_key`` (the agent's and the controller's)."""
+        return cls.resolve(settings.broker, username=settings.broker_user,
+                           password_file=settings.broker_password_file, tls_ca=settings.tls_ca,
+                           tls_cert=settings.tls_cert, tls_key=settings.tls_key)
+
     def configure(self, client: mqtt.Client) -> None:
         """Credentials and TLS on a paho client (before connect)."""
         if self.username:

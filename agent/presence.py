@@ -57,9 +57,11 @@ def temperature_c(root: Path = Path("/")) -> float | None:
     readings = []
     for zone in (root / "sys/class/thermal").glob("thermal_zone*/temp"):
         try:
-            readings.append(int(zone.read_text().strip()) / 1000.0)
+            celsius = int(zone.read_text().strip()) / 1000.0
         except (OSError, ValueError):
             continue
+        if -60.0 <= celsius <= 250.0:       # drivers report placeholders (-274, 1e6) too
+            readings.append(celsius)
     return max(readings) if readings else None
 
 

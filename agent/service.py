@@ -195,11 +195,18 @@ class AgentService:
             if not self.link.connected.is_set():
                 continue
             current = self.current
-            self.link.publish(self.topics.agent_heartbeat(self.agent_id), Heartbeat(
-                agent_id=self.agent_id, boot=self.boot, session=self.session,
-                job_id=current.job.job_id if current else None,
-                job_state=current.state if current else None, queued_jobs=len(self._queue),
-                temperature_c=presence.temperature_c(), **presence.load(), **self.seq()))
+            try:
+                beat = Heartbeat(
+                    agent_id=self.agent_id, boot=self.boot, session=self.session,
+                    job_id=current.job.job_id if current else None,
+                    job_state=current.state if current else None,
+                    queued_jobs=len(self._queue), temperature_c=presence.temperature_c(),
+                    **presence.load(), **self.seq())
+            except ValueError as exc:               # a reading out of bounds: say, go on
+                log.warning("heartbeat not sent: %s", str(exc).splitlines()[0])
+                beat = None
+            if beat is not None:
+                self.link.publish(self.topics.agent_heartbeat(self.agent_id), beat)
             if self.replies.suppressed:
                 self._send_refusal(self.topics.agent_jobs(self.agent_id), "many",
                                    "more messages were refused than are reported one by one")

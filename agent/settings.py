@@ -129,9 +129,7 @@ class AgentSettings:
         """The broker with this agent's credentials and TLS files (agent.link.Broker)."""
         from agent.link import Broker
 
-        return Broker.resolve(self.broker, username=self.broker_user,
-                              password_file=self.broker_password_file, tls_ca=self.tls_ca,
-                              tls_cert=self.tls_cert, tls_key=self.tls_key)
+        return Broker.from_settings(self)
 
     def enrol_token(self) -> str | None:
         return read_token(self.enrol_token_file)

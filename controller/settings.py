@@ -50,9 +50,7 @@ class ControllerSettings:
         """The broker with the controller's credentials and TLS files (agent.link.Broker)."""
         from agent.link import Broker
 
-        return Broker.resolve(self.broker, username=self.broker_user,
-                              password_file=self.broker_password_file, tls_ca=self.tls_ca,
-                              tls_cert=self.tls_cert, tls_key=self.tls_key)
+        return Broker.from_settings(self)
 
     def load_identity(self):
         """The controller's signing key, made on first use (agent.identity.Identity)."""

@@ -37,3 +37,26 @@ def test_recently_sent_results_wait_for_the_resend_interval(tmp_path):
     assert [r.result_id for r in spool.due(older_than_s=0)] == ["r1"]
     time.sleep(0.01)
     assert len(spool.due(older_than_s=0.001)) == 1
+
+
+def test_job_ids_are_taken_once_and_remembered_within_a_bound(tmp_path, monkeypatch):
+    import agent.spool as spool_module
+
+    monkeypatch.setattr(spool_module, "MAX_SEEN_JOBS", 5)
+    spool = Spool(tmp_path / "s.sqlite")
+    assert spool.take_job("j1") is True and spool.take_job("j1") is False
+    for n in range(2, 20):
+        spool.take_job(f"j{n}")
+        time.sleep(0.001)
+    assert spool.seen_jobs() == 5
+    spool.close()
+    again = Spool(tmp_path / "s.sqlite")                      # across a restart
+    assert again.take_job("j19") is False
+
+
+def test_boots_count_up_across_restarts(tmp_path):
+    first = Spool(tmp_path / "s.sqlite")
+    a = first.next_boot()
+    first.close()
+    second = Spool(tmp_path / "s.sqlite")
+    assert second.next_boot() == a + 1 and a > 1_000_000_000       # a wiped spool counts on

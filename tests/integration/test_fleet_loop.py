@@ -3,38 +3,15 @@
 types them."""
 
 import json
-import os
-import secrets
-import signal
-import subprocess
 
 import pytest
 
-from tests.conftest import BIN, cli, wait_for
+from tests.conftest import cli, wait_for
+from tests.integration.conftest import devices
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(mosquitto, tmp_path):
-    return {"MLPERF_BROKER": mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'lab.db'}",
-            "MLPERF_PREFIX": f"t{secrets.token_hex(3)}/v1"}
-
-
-@pytest.fixture
-def serve(env, tmp_path):
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([str(BIN / "mlperf-controller"), "serve"], env={**os.environ, **env},
-                            stdout=log, stderr=subprocess.STDOUT)
-    yield proc
-    proc.send_signal(signal.SIGINT)
-    proc.wait(15)
-    log.close()
-
-
-def devices(env):
-    return {d["name"]: d for d in json.loads(cli("mlperf-controller", "devices", "--json",
-                                                 env=env, check=True).stdout)}
 
 
 def test_campaign_on_two_devices_then_last_will(env, serve, agents, mosquitto):

@@ -4,10 +4,6 @@ forgery that worked before messages were signed. Each is refused, and the campai
 results are stored unchanged."""
 
 import json
-import os
-import secrets
-import signal
-import subprocess
 import time
 
 import pytest
@@ -22,33 +18,14 @@ from agent.protocol import (
     Sequence,
     open_envelope,
 )
-from tests.conftest import BIN, cli, wait_for
+from tests.conftest import cli, wait_for
+from tests.integration.conftest import devices
 from tests.integration.mallory import Mallory
 
 pytestmark = pytest.mark.integration
 seq = Sequence()
 
 
-@pytest.fixture
-def env(mosquitto, tmp_path):
-    return {"MLPERF_BROKER": mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'lab.db'}",
-            "MLPERF_PREFIX": f"t{secrets.token_hex(3)}/v2"}
-
-
-@pytest.fixture
-def serve(env, tmp_path):
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([str(BIN / "mlperf-controller"), "serve"],
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    yield tmp_path / "serve.log"
-    proc.send_signal(signal.SIGINT)
-    proc.wait(15)
-    log.close()
-
-
-def devices(env):
-    return {d["name"]: d for d in json.loads(cli("mlperf-controller", "devices", "--json",
-                                                 env=env, check=True).stdout)}
 
 
 def results(env, campaign_id):
@@ -180,7 +157,7 @@ def test_every_forgery_is_refused_and_the_real_results_stand(env, serve, agents,
     told = refused["devices"]
     assert any(r["agent_id"] == "edge-a" and r["job_id"] == "forged-image" for r in told)
     assert any(r["agent_id"] == "edge-b" and r["code"] == "signature" for r in told)
-    assert "Traceback" not in serve.read_text()
+    assert "Traceback" not in serve.log
     assert "Traceback" not in edge_a.log and "Traceback" not in edge_b.log
     mallory.close()
 
@@ -213,3 +190,28 @@ def test_a_device_waits_for_the_operator_then_takes_jobs(env, serve, agents, mos
     gone = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "pi-new",
                env=env, timeout=120)
     assert gone.returncode == 1 and "not approved" in gone.stderr
+
+
+def test_an_agent_of_the_old_schema_is_told_apart(own_mosquitto, tmp_path):
+    """On the default prefix the controller also listens where schema-1 agents announce
+    themselves, only to name them: they are counted, said once, and never become devices."""
+    from tests.integration.conftest import Serve
+
+    env = {"MLPERF_BROKER": own_mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'l.db'}"}
+    serve = Serve(env, tmp_path / "serve.log")               # the default prefix
+    try:
+        wait_for(lambda: "serving" in serve.log, 30, what="serve up")
+        mallory = Mallory(own_mosquitto.url, "mlperf/v1")
+        mallory.raw("mlperf/v1/agents/old-pi/status", json.dumps(
+            {"schema": 1, "seq": 0, "sent_at": 1.0, "job_id": None, "agent_id": "old-pi",
+             "name": "old-pi", "state": "online", "heartbeat_s": 5}).encode(), retain=True)
+        wait_for(lambda: "old-pi speaks wire schema 1" in serve.log, 20, what="the old agent")
+        refused = wait_for(lambda: [r for r in json.loads(cli(
+            "mlperf-controller", "devices", "refused", "--json", env=env, check=True
+        ).stdout)["controller"] if r["code"] == "old-schema"], 20, interval_s=1,
+            what="the old agent counted")
+        assert refused[0]["source"] == "old-pi"
+        assert devices(env) == {}
+        mallory.close()
+    finally:
+        serve.stop()
