@@ -34,6 +34,10 @@ app = typer.Typer(
     invoke_without_command=True, add_completion=False)
 
 
+#: Devices waiting for approval shown by `devices` (the newest); `devices pending` shows all.
+SHOWN_PENDING = 20
+
+
 def _consoles() -> tuple[Console, Console]:
     from controller.cli import err, out
     return out, err
@@ -73,7 +77,11 @@ def devices(ctx: typer.Context, broker: Broker = None, db: Db = None, prefix: Pr
         err.print("no devices yet: run `mlperf-agent start --broker URL` on each device",
                   markup=False)
     if pending:
-        out.print(views.pending_table(pending))
+        newest = sorted(pending, key=lambda r: r.last_seen, reverse=True)
+        out.print(views.pending_table(newest[:SHOWN_PENDING]))
+        if len(pending) > SHOWN_PENDING:
+            err.print(f"... and {len(pending) - SHOWN_PENDING} more waiting: "
+                      "`mlperf-controller devices pending`", markup=False)
     summary = views.rejection_summary(store.rejections())
     if summary:
         err.print(summary, style="yellow", markup=False)
@@ -108,12 +116,21 @@ def revoke(name: Annotated[str, typer.Argument(help="The device's name or agent 
 
 
 @app.command()
-def pending(db: Db = None, config: ConfigFile = None, as_json: Json = False) -> None:
-    """Devices waiting for approval: name, agent id, key fingerprint, when they asked."""
+def pending(db: Db = None, config: ConfigFile = None, as_json: Json = False,
+            clear: Annotated[bool, typer.Option(
+                "--clear", help="Forget every waiting request (a device asks again when its "
+                                "agent next connects).")] = False) -> None:
+    """Devices waiting for approval: name, agent id, key fingerprint, when they asked.
+
+    At most 1,000 requests are kept; past that, new ones are refused (and counted) until
+    some are approved or cleared."""
     from controller import views
 
     out, err = _consoles()
     _, store = open_settings(config, db=db)
+    if clear:
+        err.print(f"forgot {store.clear_pending()} waiting request(s)", markup=False)
+        return
     rows = store.pending()
     if as_json:
         print(json.dumps([views.pending_dict(r) for r in rows], indent=2))

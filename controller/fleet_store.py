@@ -132,6 +132,10 @@ class DeviceRecords:
                             status=body, note=note))
             return True
 
+    def clear_pending(self) -> int:
+        with self.tx() as s:
+            return s.execute(delete(Enrolment)).rowcount
+
     def pending(self) -> list[Enrolment]:
         with self.tx() as s:
             return list(s.scalars(select(Enrolment).order_by(Enrolment.first_seen)))

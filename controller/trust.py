@@ -28,6 +28,9 @@ log = logging.getLogger("mlperf.controller")
 #: another `mlperf-controller` process), and at most once a second on a miss.
 RELOAD_S = 5.0
 MISS_RELOAD_S = 1.0
+#: Requests to join (and old-schema senders) said in the log one by one; the rest are only
+#: listed by `mlperf-controller devices pending` (a flood must not flood the log).
+MAX_TOLD = 50
 
 
 class FleetTrust(Gate):
@@ -101,7 +104,7 @@ class FleetTrust(Gate):
             new = self.store.note_enrolment(status, env.key, note)
         except StoreError as exc:
             raise Refused("busy", f"{agent_id} (key {fp}) not recorded: {exc}") from None
-        if new or (agent_id, fp) not in self._told:
+        if (new or (agent_id, fp) not in self._told) and len(self._told) < MAX_TOLD:
             self._told.add((agent_id, fp))
             log.warning("device %s (key %s) asks to join%s: `mlperf-controller devices "
                         "approve %s`", agent_id, fp, f" -- {note}" if note else "", agent_id)
@@ -147,7 +150,7 @@ class FleetTrust(Gate):
             agent = None
         source = (agent or "(unknown)")[:128]
         self._add(source, "old-schema", f"wire schema 1 on {topic[:200]}")
-        if (source, "old-schema") not in self._told:
+        if (source, "old-schema") not in self._told and len(self._told) < MAX_TOLD:
             self._told.add((source, "old-schema"))
             log.warning("device %s speaks wire schema 1 (an older mlperf-edge); this controller "
                         "speaks 2: upgrade mlperf-edge on it", source)

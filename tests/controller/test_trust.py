@@ -190,3 +190,24 @@ def test_refused_messages_are_counted_by_sender_and_reason_within_bounds(store, 
     assert len({r.source for r in rows}) <= 11 and "(other)" in {r.source for r in rows}
     assert {r.code for r in rows} == {"malformed", "old-schema"} or \
         {r.code for r in rows if r.source != "(other)"} <= {"malformed", "old-schema"}
+
+
+def test_waiting_requests_can_be_cleared_and_the_devices_view_stays_short(store, me,
+                                                                          tmp_path):
+    """A flood of self-signed requests (an outsider with many keys) is bounded, shown briefly
+    by `devices`, and cleared by the operator."""
+    from controller.cli import app
+    from typer.testing import CliRunner
+
+    gate = trust(store, me, token=None)
+    for i in range(30):
+        key = Identity.generate()
+        with pytest.raises(Refused):
+            send(gate, status(f"flood-{i}", key), T.agent_status(f"flood-{i}"), key)
+    db = ["--db", store.url]
+    shown = CliRunner().invoke(app, ["devices", "--broker", "mqtt://127.0.0.1:9", *db])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("flood-") == 2 * 20          # name and agent id, 20 rows
+    assert "and 10 more waiting" in shown.output
+    cleared = CliRunner().invoke(app, ["devices", "pending", "--clear", *db])
+    assert "forgot 30" in cleared.output and store.pending() == []
