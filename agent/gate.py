@@ -16,18 +16,16 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from agent.errors import ProtocolError, Refused
-from agent.identity import KeyPin, fingerprint
-from agent.protocol import (
-    CLOCK_SKEW_S,
-    ControllerStatus,
+from agent.envelope import (
     Envelope,
-    Message,
     check_fresh,
     check_signature,
     open_body,
     open_envelope,
 )
+from agent.errors import ProtocolError, Refused
+from agent.identity import KeyPin, fingerprint
+from agent.protocol import CLOCK_SKEW_S, ControllerStatus, Message
 
 M = TypeVar("M", bound=Message)
 log = logging.getLogger("mlperf.trust")

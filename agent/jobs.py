@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.container import choose_process
 from agent.errors import JobError, MlperfEdgeError
 from agent.power.config import PowerConfig
 from agent.protocol import (
@@ -22,7 +23,6 @@ from agent.protocol import (
     Sequence,
     transition,
 )
-from agent.container import choose_process
 from agent.runner import RunRequest
 
 

@@ -20,11 +20,13 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
+from agent.envelope import seal
 from agent.errors import BrokerUnavailable, ConfigError, MlperfEdgeError, ProtocolError
-from agent.protocol import Message, Topics, check_id, seal
+from agent.protocol import Message, Topics, check_id
 
 M = TypeVar("M", bound=Message)
 log = logging.getLogger(__name__)
+_WARNED: list[bool] = []          # the URL-password warning, said once per process
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ class Broker:
                                   f"{exc.strerror}") from None
         elif env.get("MLPERF_BROKER_PASSWORD"):
             password = env["MLPERF_BROKER_PASSWORD"]
+        elif password and not _WARNED:
+            _WARNED.append(True)
+            log.warning("the broker password is in the URL, which `ps` shows to every user: "
+                        "use --broker-password-file or MLPERF_BROKER_PASSWORD instead")
         user = username or env.get("MLPERF_BROKER_USERNAME") or parsed.username
         if password and not user:
             raise ConfigError("a broker password was given without a user name "

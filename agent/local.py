@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from agent import mllog
+from agent.display import quality_text
+from agent.envelope import encode
 from agent.errors import JobError
 from agent.jobs import JobExecution, Workspace, validate
 from agent.power.config import PowerConfig
 from agent.power.view import summary_rows
 from agent.profiles import device
-from agent.display import quality_text
-from agent.protocol import JobAssignment, JobResult, Sequence, encode
+from agent.protocol import JobAssignment, JobResult, Sequence
 from agent.settings import AgentSettings
 
 

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.envelope import decode
 from agent.errors import JobError, ProtocolError
 from agent.mllog import PREFIX, WindowTracker
-from agent.protocol import MAX_MLLOG_LINE_CHARS, ParamValue, ReferenceOutcome, decode
+from agent.protocol import MAX_MLLOG_LINE_CHARS, ParamValue, ReferenceOutcome
 from agent.untrusted import read_bounded
 
 #: How long MLLOG lines may wait before they are forwarded as one event, s.

@@ -10,7 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from agent.protocol import JobResult, decode, encode
+from agent.envelope import decode, encode
+from agent.protocol import JobResult
 
 #: Job ids remembered (oldest forgotten first). A replay of an older one is still refused:
 #: its envelope expired long before it could fall out of this window.

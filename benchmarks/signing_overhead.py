@@ -24,17 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.envelope import decode, encode, seal  # noqa: E402
 from agent.identity import Identity  # noqa: E402
-from agent.protocol import (  # noqa: E402
-    AgentStatus,
-    Heartbeat,
-    JobResult,
-    Sequence,
-    Topics,
-    decode,
-    encode,
-    seal,
-)
+from agent.protocol import AgentStatus, Heartbeat, JobResult, Sequence, Topics  # noqa: E402
 from controller.store import Store  # noqa: E402
 from controller.trust import FleetTrust  # noqa: E402
 

@@ -16,14 +16,28 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import ConfigError, IllegalTransition
 from agent.protocol import JobEvent, JobResult, JobState, path, transition
 from controller.errors import StoreError
 from controller.fleet_store import DeviceRecords
-from controller.models import Base, Campaign, Device, Job, LogLine, Meta, Result, Transition
+from controller.models import (
+    Base,
+    Campaign,
+    Device,
+    Job,
+    LogLine,
+    Meta,
+    Result,
+    Transition,
+)
 
 #: Most MLLOG lines stored for one job; past it, lines are dropped and the job says so.
 MAX_LOG_LINES_PER_JOB = 200_000

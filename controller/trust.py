@@ -16,10 +16,11 @@ import threading
 import time
 from typing import Any
 
+from agent.envelope import Envelope
 from agent.errors import ProtocolError, Refused
 from agent.gate import Gate
 from agent.identity import fingerprint, proof_matches
-from agent.protocol import AgentStatus, ControllerStatus, Envelope, Message, Topics
+from agent.protocol import AgentStatus, ControllerStatus, Message, Topics
 from controller.errors import StoreError
 
 log = logging.getLogger("mlperf.controller")

@@ -11,7 +11,15 @@ from rich.text import Text
 
 from agent.identity import fingerprint
 from agent.protocol import JobResult
-from controller.models import AgentRefusal, Campaign, Device, Enrolment, Job, Rejection, Result
+from controller.models import (
+    AgentRefusal,
+    Campaign,
+    Device,
+    Enrolment,
+    Job,
+    Rejection,
+    Result,
+)
 
 
 def _ago(t: float | None) -> str:

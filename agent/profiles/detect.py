@@ -9,8 +9,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.profiles.schema import DeviceProfile
 from agent.errors import ConfigError
+from agent.profiles.schema import DeviceProfile
 
 #: Where the kernel exposes the device-tree model (the first is a link to the second).
 MODEL_FILES = ("proc/device-tree/model", "sys/firmware/devicetree/base/model")

@@ -8,10 +8,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import ConfigError
 from agent.profiles.detect import detect, gather
 from agent.profiles.loading import find_profile, load_profiles
 from agent.profiles.schema import DeviceProfile
-from agent.errors import ConfigError
 
 log = logging.getLogger("mlperf.agent")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from agent.profiles.schema import DeviceProfile
 from agent.errors import ConfigError
+from agent.profiles.schema import DeviceProfile
 
 #: Where profiles are read from when no folder is given: $MLPERF_PROFILES_DIR, else the
 #: checkout's device_profiles/ next to the agent package.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.errors import ConfigError
 from agent.profiles.detect import detect, gather
 from agent.profiles.loading import load_profiles, profiles_dir
-from agent.errors import ConfigError
 
 
 def probe(root: Path = Path("/"), folder: Path | None = None) -> dict:

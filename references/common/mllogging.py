@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlperf_logging.mllog.mllog import MLLogger
 from mlperf_logging.mllog import constants
+from mlperf_logging.mllog.mllog import MLLogger
 
 PREFIX = ":::MLLOG"
 ORG = "mlperf-edge"

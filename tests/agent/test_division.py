@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import JobError
+from agent.envelope import decode, encode
+from agent.errors import JobError, ProtocolError
 from agent.jobs import validate
-from agent.errors import ProtocolError
-from agent.protocol import JobAssignment, Sequence, decode, encode
+from agent.protocol import JobAssignment, Sequence
 from agent.runner import RunRequest
 
 

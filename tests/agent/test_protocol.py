@@ -6,6 +6,15 @@ import json
 import pytest
 
 from agent.display import quality_text
+from agent.envelope import (
+    check_fresh,
+    check_signature,
+    decode,
+    encode,
+    open_body,
+    open_envelope,
+    seal,
+)
 from agent.errors import ConfigError, ProtocolError, Refused
 from agent.identity import Identity
 from agent.link import BrokerUrl
@@ -29,13 +38,6 @@ from agent.protocol import (
     Target,
     TimedWindow,
     Topics,
-    check_fresh,
-    check_signature,
-    decode,
-    encode,
-    open_body,
-    open_envelope,
-    seal,
 )
 from agent.settings import parse_params
 

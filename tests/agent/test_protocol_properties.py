@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.envelope import decode, open_envelope, seal
 from agent.errors import ProtocolError, Refused
 from agent.gate import Gate, NonceCache
 from agent.identity import Identity
@@ -18,9 +19,6 @@ from agent.protocol import (
     JobAssignment,
     JobEvent,
     Sequence,
-    decode,
-    open_envelope,
-    seal,
 )
 
 KEY = Identity.generate()

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from agent.envelope import seal
 from agent.errors import ProtocolError, Refused
 from agent.identity import Identity, enrolment_proof
 from agent.protocol import (
@@ -14,7 +15,6 @@ from agent.protocol import (
     JobEvent,
     Sequence,
     Topics,
-    seal,
 )
 from controller.errors import StoreError
 from controller.store import Store
@@ -196,8 +196,9 @@ def test_waiting_requests_can_be_cleared_and_the_devices_view_stays_short(store,
                                                                           tmp_path):
     """A flood of self-signed requests (an outsider with many keys) is bounded, shown briefly
     by `devices`, and cleared by the operator."""
-    from controller.cli import app
     from typer.testing import CliRunner
+
+    from controller.cli import app
 
     gate = trust(store, me, token=None)
     for i in range(30):

@@ -8,10 +8,11 @@ import threading
 
 import paho.mqtt.client as mqtt
 
+from agent.envelope import open_envelope, seal
 from agent.errors import ProtocolError
 from agent.identity import Identity
 from agent.link import BrokerUrl
-from agent.protocol import Message, Topics, open_envelope, seal
+from agent.protocol import Message, Topics
 from tests.conftest import wait_for
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from agent.envelope import seal
 from agent.identity import Identity
 from agent.protocol import (
     CancelJob,
@@ -16,7 +17,6 @@ from agent.protocol import (
     JobAssignment,
     JobState,
     ResultAck,
-    seal,
 )
 from tests.conftest import Mosquitto, cli, free_port, wait_for
 from tests.integration.helpers import Peer

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from agent.envelope import open_envelope
 from agent.identity import Identity
 from agent.protocol import (
     AgentStatus,
@@ -16,7 +17,6 @@ from agent.protocol import (
     JobResult,
     ResultAck,
     Sequence,
-    open_envelope,
 )
 from tests.conftest import cli, wait_for
 from tests.integration.conftest import devices

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from agent.envelope import seal
 from agent.identity import Identity
 from agent.protocol import (
     AgentStatus,
@@ -21,7 +22,6 @@ from agent.protocol import (
     JobResult,
     Refusal,
     ResultAck,
-    seal,
 )
 from controller.fleet_store import MAX_PENDING
 from tests.conftest import cli, wait_for

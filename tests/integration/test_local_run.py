@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from agent.protocol import JobResult, decode
+from agent.envelope import decode
+from agent.protocol import JobResult
 from tests.conftest import cli
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,8 @@ import secrets
 
 import pytest
 
-from agent.protocol import JobResult, decode
+from agent.envelope import decode
+from agent.protocol import JobResult
 from tests.conftest import cli, wait_for
 
 pytestmark = pytest.mark.integration

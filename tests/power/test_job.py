@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from agent.errors import ConfigError
 from agent.jobs import JobExecution, Workspace
 from agent.power.config import CooldownSpec, PowerConfig, PowerModel
 from agent.power.session import JobPower
-from agent.errors import ConfigError
 from agent.protocol import JobAssignment, JobState, Sequence
 from agent.settings import AgentSettings
 from tests.power import sysfs

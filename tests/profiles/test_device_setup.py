@@ -3,9 +3,9 @@ power section handed to the job workspace (the agent's own setting wins)."""
 
 import pytest
 
+from agent.errors import ConfigError
 from agent.power.config import PowerConfig
 from agent.profiles.device import setup, workspace_fields
-from agent.errors import ConfigError
 
 
 def test_named_profile_wins_and_containers_can_be_off(make_board):

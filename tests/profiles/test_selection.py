@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from agent.protocol import Capabilities, JobAssignment, JobResult, decode, encode
+from agent.envelope import decode, encode
+from agent.protocol import Capabilities, JobAssignment, JobResult
 from controller.campaign import parse_images
 from controller.errors import CampaignError
 from controller.fleet import images_for, select_devices

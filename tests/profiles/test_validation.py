@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import ConfigError
 from agent.profiles.loading import (
     find_profile,
     load_profile,
     load_profiles,
     profiles_dir,
 )
-from agent.errors import ConfigError
 
 GOOD = """name: test-board
 description: a test board
