@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import ConfigError
 from agent.profiles.detect import detect, gather
 from agent.profiles.loading import find_profile, load_profiles
 from agent.profiles.schema import DeviceProfile
@@ -27,19 +26,16 @@ def setup(profile: str | None, profiles_dir: Path | None, containers: bool = Tru
           root: Path = Path("/")) -> DeviceSetup:
     """Resolve the profile (a name or YAML path wins over detection) and find the engine.
 
-    An explicitly named profile that is wrong is a ConfigError; detection that cannot read any
-    profile leaves the device without one (jobs run natively, with a warning)."""
+    A profile that cannot be read -- the one named, or any file detection would choose from --
+    is a ConfigError naming the file and field: a device never runs on silently without its
+    profile (no cool-down, no power model, no selection by profile)."""
     from agent.container import engine_version
 
     if profile:
         chosen, why = find_profile(profile, profiles_dir), "set in the agent settings"
     else:
-        try:
-            match, _ = detect(load_profiles(profiles_dir), gather(root))
-            chosen, why = match.profile, "detected: " + "; ".join(match.reasons)
-        except ConfigError as exc:
-            log.warning("no device profile: %s", exc)
-            chosen, why = None, str(exc)
+        match, _ = detect(load_profiles(profiles_dir), gather(root))
+        chosen, why = match.profile, "detected: " + "; ".join(match.reasons)
     engine = engine_version() if containers and (chosen is None or chosen.uses_container) \
         else None
     return DeviceSetup(chosen, why, engine)

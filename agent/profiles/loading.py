@@ -1,4 +1,8 @@
-"""Reading device profiles from YAML, validated, with errors that name the file and field."""
+"""Reading device profiles from YAML, validated, with errors that name the file and field.
+
+The profiles shipped in the package (``device_profiles/``) are always read; a lab's own
+folder (``--profiles-dir`` or ``$MLPERF_PROFILES_DIR``) adds profiles and overrides shipped
+ones of the same name. A broken file anywhere is an error, never a silently missing profile."""
 
 from __future__ import annotations
 
@@ -11,17 +15,29 @@ from pydantic import ValidationError
 from agent.errors import ConfigError
 from agent.profiles.schema import DeviceProfile
 
-#: Where profiles are read from when no folder is given: $MLPERF_PROFILES_DIR, else the
-#: checkout's device_profiles/ next to the agent package.
+#: A lab's own profiles folder when --profiles-dir is not given.
 ENV_DIR = "MLPERF_PROFILES_DIR"
 
 
-def profiles_dir(given: Path | None = None) -> Path:
+def builtin_dir() -> Path:
+    """The profiles shipped in the package (the checkout's device_profiles/ when editable)."""
+    import device_profiles
+
+    return Path(device_profiles.__file__).resolve().parent
+
+
+def lab_dir(given: Path | None = None) -> Path | None:
+    """The lab's own profiles folder: ``given``, else $MLPERF_PROFILES_DIR, else None."""
     if given is not None:
         return Path(given).expanduser()
     if os.environ.get(ENV_DIR):
         return Path(os.environ[ENV_DIR]).expanduser()
-    return Path(__file__).resolve().parent.parent.parent / "device_profiles"
+    return None
+
+
+def profiles_dir(given: Path | None = None) -> Path:
+    """The folder profiles come from: the lab's own if there is one, else the shipped one."""
+    return lab_dir(given) or builtin_dir()
 
 
 def load_profile(path: Path) -> DeviceProfile:
@@ -43,9 +59,8 @@ def load_profile(path: Path) -> DeviceProfile:
         raise ConfigError(f"device profile {path}: {where}: {first['msg']}{more}") from None
 
 
-def load_profiles(folder: Path | None = None) -> dict[str, DeviceProfile]:
-    """Every ``*.yaml`` in the folder, by profile name; names must be unique."""
-    folder = profiles_dir(folder)
+def read_folder(folder: Path) -> dict[str, DeviceProfile]:
+    """Every ``*.yaml`` in one folder, by profile name; names must be unique within it."""
     if not folder.is_dir():
         raise ConfigError(f"device profiles folder {folder} does not exist "
                           f"(set --profiles-dir or {ENV_DIR})")
@@ -59,6 +74,16 @@ def load_profiles(folder: Path | None = None) -> dict[str, DeviceProfile]:
         profiles[profile.name], origin[profile.name] = profile, path
     if not profiles:
         raise ConfigError(f"device profiles folder {folder} holds no *.yaml file")
+    return profiles
+
+
+def load_profiles(folder: Path | None = None) -> dict[str, DeviceProfile]:
+    """The shipped profiles, with the lab folder's (``folder``, else $MLPERF_PROFILES_DIR)
+    added and overriding by name."""
+    profiles = read_folder(builtin_dir())
+    lab = lab_dir(folder)
+    if lab is not None and lab.resolve() != builtin_dir():
+        profiles.update(read_folder(lab))
     return profiles
 
 

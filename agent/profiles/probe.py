@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 from agent.profiles.detect import detect, gather
-from agent.profiles.loading import load_profiles, profiles_dir
+from agent.profiles.loading import builtin_dir, lab_dir, load_profiles
 
 
 def probe(root: Path = Path("/"), folder: Path | None = None) -> dict:
@@ -18,7 +18,7 @@ def probe(root: Path = Path("/"), folder: Path | None = None) -> dict:
     winner, matches = detect(load_profiles(folder), facts)
     return {
         "root": str(root),
-        "profiles_dir": str(profiles_dir(folder)),
+        "profiles_dir": " + ".join(str(p) for p in (builtin_dir(), lab_dir(folder)) if p),
         "facts": facts,
         "profile": winner.profile,
         "why": winner.reasons,

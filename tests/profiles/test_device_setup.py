@@ -38,3 +38,27 @@ def test_power_comes_from_the_profile_unless_the_agent_sets_it(make_board):
     assert fields["power"].cooldown.threshold_c == 60
     own = PowerConfig(rate_hz=2.0)
     assert workspace_fields(device, own)["power"] is own
+
+
+def test_a_broken_profile_anywhere_stops_the_agent_with_file_and_field(tmp_path, make_board):
+    """A typo in an unrelated profile must not leave the device running without its own."""
+    (tmp_path / "jetson-nano.yaml").write_text(
+        "name: jetson-nano\ndescription: x\nplatform: linux/arm64\nruntime: torch-cpu\n"
+        "power: {rate_hz: fast}\n")
+    with pytest.raises(ConfigError, match=r"jetson-nano.yaml: power.rate_hz"):
+        setup(None, tmp_path, containers=False, root=make_board("rpi5"))
+
+
+def test_a_lab_folder_adds_and_overrides_shipped_profiles(tmp_path, make_board):
+    (tmp_path / "pi5.yaml").write_text(
+        "name: raspberry-pi-5\ndescription: our Pi 5s, with a fan\npriority: 50\n"
+        "match: {device_tree_model: ['Raspberry Pi 5']}\nplatform: linux/arm64\n"
+        "runtime: native\n")
+    (tmp_path / "rack.yaml").write_text(
+        "name: rack-server\ndescription: x\nplatform: linux/amd64\nruntime: torch-cpu\n")
+    from agent.profiles.loading import load_profiles
+
+    profiles = load_profiles(tmp_path)
+    assert "rack-server" in profiles and "jetson-nano" in profiles          # added, kept
+    device = setup(None, tmp_path, containers=False, root=make_board("rpi5"))
+    assert device.profile.description == "our Pi 5s, with a fan"            # overridden
