@@ -108,7 +108,13 @@ class Identity:
         path = Path(path).expanduser()
         if path.exists():
             return cls.load(path), False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(path.parent, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            raise ConfigError(f"cannot make a signing key in {path.parent} "
+                              f"({exc.strerror}); give another path with --identity") from None
         fresh = cls.generate()
         pem = fresh._private.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,

@@ -83,6 +83,25 @@ def image_allowed(ref: str, digest: str | None, patterns: list[str]) -> bool:
     return False
 
 
+def check_dataset(job: JobAssignment, data_dir: Path | None, root: Path) -> None:
+    """JobError, with what was found instead, unless the dataset the job reads is in place
+    (the reference's own cheap check: folders and files, nothing is read)."""
+    from references import registry
+    from references.common.errors import ReferenceError
+
+    spec = registry.get(job.benchmark)
+    try:
+        spec.check_data(spec.make_config(job.mode, dict(job.params), job.division), data_dir)
+    except ReferenceError as exc:
+        found = ""
+        if data_dir is not None and not data_dir.exists():
+            held = sorted(p.name for p in root.iterdir() if p.is_dir())[:12] \
+                if root.is_dir() else []
+            found = (f" (the data root {root} holds: {', '.join(held)})" if held else
+                     f" (the data root {root} is empty or missing: --data-root)")
+        raise JobError(f"dataset: {exc}{found}") from None
+
+
 def data_dir_for(job: JobAssignment, root: Path) -> Path | None:
     """The dataset folder the reference reads, under the agent's data root (None for smoke)."""
     from references import registry
@@ -128,10 +147,12 @@ class JobExecution:
         self.move(JobState.PREPARING)
         try:
             out_dir = self.workspace.job_dir(job.job_id)
+            data_dir = data_dir_for(job, self.workspace.data_root)
+            check_dataset(job, data_dir, self.workspace.data_root)   # before any cool-down
             request = RunRequest(
                 benchmark=job.benchmark, mode=job.mode, seed=job.seed, out_dir=out_dir,
                 platform=self.workspace.platform, params=dict(job.params),
-                data_dir=data_dir_for(job, self.workspace.data_root),
+                data_dir=data_dir,
                 max_steps=job.max_steps, max_seconds=job.max_seconds, division=job.division)
             process, image_digest = choose_process(job, self.workspace, request,
                                                    self.on_mllog, self.on_progress)

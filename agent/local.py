@@ -29,6 +29,7 @@ def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
               params: dict[str, str], max_steps: int | None, max_seconds: float | None,
               as_json: bool, division: str | None = None) -> JobResult:
     """Validate, run and print one job; Ctrl-C cancels it (reported as cancelled)."""
+    settings.check_work_dir()
     seq = Sequence()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:

@@ -76,6 +76,7 @@ class AgentService:
         from references import registry
 
         self.settings = settings
+        settings.check_work_dir()
         self.agent_id = check_id(settings.name, "agent name")
         self.topics = Topics(settings.prefix)
         self.seq = Sequence()

@@ -125,6 +125,17 @@ class AgentSettings:
                 isinstance(p, str) and p.strip() for p in self.allow_images):
             raise ConfigError("allow_images must be a list of image patterns")
 
+    def check_work_dir(self) -> None:
+        """One clear line when the work folder (spool, job output, keys) cannot be written."""
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.work_dir / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"--work-dir {self.work_dir}: cannot write there "
+                              f"({exc.strerror}); give a folder this user can write") from None
+
     def broker_connection(self):
         """The broker with this agent's credentials and TLS files (agent.link.Broker)."""
         from agent.link import Broker

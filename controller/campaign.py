@@ -57,7 +57,25 @@ class CampaignRequest:
             raise CampaignError("--runs must be at least 1")
         if self.division not in (None, "closed", "open"):
             raise CampaignError(f"--division {self.division!r}: use closed or open")
+        twice = sorted({b for b in self.benchmarks if self.benchmarks.count(b) > 1})
+        if twice:
+            raise CampaignError(f"--benchmarks names {', '.join(twice)} more than once "
+                                "(use --runs for repeated runs)")
         self._check_bounds()
+        self._check_references()
+
+    def _check_references(self) -> None:
+        """Refuse here, once, what every device would refuse per job: an unknown benchmark, a
+        mode it lacks, a --set key or value its config rejects, a closed-division change."""
+        from references import registry
+        from references.common.errors import ReferenceError
+
+        for bench in self.benchmarks:
+            try:
+                registry.get(bench).make_config(self.mode, dict(self.params), self.division)
+            except ReferenceError as exc:
+                where = f"{bench}: " if len(self.benchmarks) > 1 else ""
+                raise CampaignError(f"{where}{exc}") from None
 
     def _check_bounds(self) -> None:
         """Refuse now what the wire contract would refuse at dispatch (its upper bounds)."""

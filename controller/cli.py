@@ -180,7 +180,7 @@ def results(campaign: Annotated[Optional[str], typer.Option(
     from controller import views
     from controller.errors import StoreError
 
-    _, store = open_settings(config, db=db)
+    _, store = open_settings(config, db=db, create=False)
     if campaign and store.campaign(campaign) is None:
         raise StoreError(f"no campaign {campaign!r} (see `mlperf-controller campaigns`)")
     rows = store.results(campaign)
@@ -197,7 +197,7 @@ def campaigns(db: Db = None, config: ConfigFile = None, as_json: Json = False) -
     """List campaigns and how many of their jobs are in each state."""
     from controller import views
 
-    _, store = open_settings(config, db=db)
+    _, store = open_settings(config, db=db, create=False)
     items = [(c, dict(store.progress(c.id))) for c in store.campaigns()]
     if as_json:
         print(json.dumps([views.campaign_dict(c, n) for c, n in items], indent=2))
@@ -231,7 +231,7 @@ def logs(job: Annotated[str, typer.Argument(help="Job id (see `results --json`).
     """Print a job's raw MLLOG lines, exactly as the reference logged them."""
     from controller.errors import StoreError
 
-    _, store = open_settings(config, db=db)
+    _, store = open_settings(config, db=db, create=False)
     if store.job(job) is None:
         raise StoreError(f"no job {job!r}")
     text = "".join(line + "\n" for line in store.log_lines(job))

@@ -56,10 +56,11 @@ TlsKey = Annotated[Optional[Path], typer.Option(
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def open_settings(config: Path | None = None, **flags: Any):
-    """(settings, store) from the flags every command takes."""
+def open_settings(config: Path | None = None, create: bool = True, **flags: Any):
+    """(settings, store) from the flags every command takes. Commands that only read pass
+    ``create=False``: a mistyped --db is an error, not a new empty store."""
     from controller.settings import resolve
     from controller.store import Store
 
     settings = resolve(flags, config)
-    return settings, Store(settings.db)
+    return settings, Store(settings.db, create=create)

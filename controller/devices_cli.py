@@ -99,7 +99,7 @@ def approve(name: Annotated[str, typer.Argument(help="The device's name or agent
     from agent.identity import fingerprint as fp_of
 
     _, err = _consoles()
-    _, store = open_settings(config, db=db)
+    _, store = open_settings(config, db=db, create=False)
     dev = store.approve(name, fingerprint)
     err.print(f"approved {dev.name} ({dev.agent_id}), key {fp_of(dev.key)}", markup=False)
 
@@ -110,7 +110,7 @@ def revoke(name: Annotated[str, typer.Argument(help="The device's name or agent 
     """Withdraw a device's approval: its messages are refused and it gets no jobs until it is
     approved again."""
     _, err = _consoles()
-    _, store = open_settings(config, db=db)
+    _, store = open_settings(config, db=db, create=False)
     dev = store.revoke(name)
     err.print(f"revoked {dev.name} ({dev.agent_id})", markup=False)
 
@@ -127,7 +127,7 @@ def pending(db: Db = None, config: ConfigFile = None, as_json: Json = False,
     from controller import views
 
     out, err = _consoles()
-    _, store = open_settings(config, db=db)
+    _, store = open_settings(config, db=db, create=False)
     if clear:
         err.print(f"forgot {store.clear_pending()} waiting request(s)", markup=False)
         return
@@ -147,7 +147,7 @@ def refused(db: Db = None, config: ConfigFile = None, as_json: Json = False) -> 
     from controller import views
 
     out, _ = _consoles()
-    _, store = open_settings(config, db=db)
+    _, store = open_settings(config, db=db, create=False)
     rows, told = store.rejections(), store.refusals()
     if as_json:
         print(json.dumps({"controller": [views.rejection_dict(r) for r in rows],

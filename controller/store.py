@@ -109,9 +109,11 @@ def _create_tables(engine) -> None:
 class Store(DeviceRecords):
     """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
+        """Open the store; ``create=False`` (commands that only read) refuses to make a new,
+        empty SQLite store where a mistyped --db points."""
         self.url = url
-        self.engine = _engine(url)
+        self.engine = _engine(url, create)
         try:
             _create_tables(self.engine)
             _add_columns(self.engine, {
@@ -391,7 +393,7 @@ class Store(DeviceRecords):
             job.detail = detail
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, create: bool = True) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -399,7 +401,17 @@ def _engine(url: str) -> Engine:
                           "postgresql+psycopg://user:pass@host/db)") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database).expanduser()
+            if not create and not path.is_file():
+                raise StoreError(f"no results store at {path} (check --db / MLPERF_DB; "
+                                 "`mlperf-controller serve` or `run` makes one)")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"--db {url}: cannot make the folder {path.parent} "
+                                  f"({exc.strerror})") from None
+            if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+                raise ConfigError(f"--db {url}: {path} is not readable and writable here")
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")

@@ -197,7 +197,7 @@ def results_table(rows: list[tuple[Job, Result | None, str]], title: str) -> Tab
         payload = JobResult.model_validate(result.payload) if result else None
         out = payload.outcome if payload else None
         status = job.state if not payload or not payload.error else \
-            f"{job.state}: {payload.error[:60]}"
+            f"{job.state}: {payload.error}"                 # whole: the fix is often at the end
         color = {"done": "green", "failed": "red", "lost": "red", "cancelled": "yellow"}.get(
             job.state, "cyan")
         table.add_row(Text(device), job.benchmark, job.mode, str(job.run_index),

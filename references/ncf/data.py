@@ -427,7 +427,21 @@ def check_data_dir(cfg, data_dir: Path | None) -> None:
         return
     if data_dir is None:
         raise DatasetError(f"--data is required for dataset {cfg.dataset}: the {find_hint()}")
-    find_ratings(Path(data_dir), prefer=cfg.dataset)
+    try:
+        find_ratings(Path(data_dir), prefer=cfg.dataset)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}{sibling_hint(cfg, Path(data_dir))}") from None
+
+
+def sibling_hint(cfg, data_dir: Path) -> str:
+    """'; .../ml-1m holds ratings.dat: ...' when another MovieLens release sits beside the
+    folder that was looked in (an ml-1m next to a missing ml-20m is not used silently)."""
+    for fmt in FORMATS:
+        sibling = data_dir.parent / fmt.name
+        if fmt.name != cfg.dataset and (sibling / fmt.filename).is_file():
+            return (f"; {sibling} holds {fmt.describe()}: to train on it, "
+                    f"--set dataset={fmt.name} (not the MLPerf dataset: open division)")
+    return ""
 
 
 def dataset_files(cfg, data_dir: Path) -> list[Path]:

@@ -68,12 +68,16 @@ def test_run_without_serve_dispatches_in_process_and_detach_queues(env, agents, 
     assert run.returncode == 0, run.stderr[-3000:]
     assert "solo" in run.stdout and "done" in run.stdout      # the results table
 
-    # The division travels with the job; the agent refuses what the reference refuses.
+    # What the references refuse is refused before anything is queued, in one whole line.
     closed = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "solo",
                  "--division", "closed", "--json", env=env, timeout=300)
-    [row] = json.loads(closed.stdout)["results"]
-    assert row["state"] == "failed"
-    assert "open division by definition" in row["result"]["error"]
+    assert closed.returncode == 1 and "open division by definition" in closed.stderr
+    typo = cli("mlperf-controller", "run", "--benchmarks", "ncf,sentiment", "--devices", "solo",
+               "--set", "batch_sise=64", env=env, timeout=60)
+    assert typo.returncode == 1 and "ncf: unknown config key 'batch_sise'" in typo.stderr
+    assert "synthetic_max_interactions" in typo.stderr        # the whole list of valid keys
+    assert json.loads(cli("mlperf-controller", "campaigns", "--json", env=env,
+                          check=True).stdout)[-1]["jobs"] == {"done": 1}   # nothing queued
 
     detached = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--detach", "--json",
                    env=env, check=True)
@@ -94,11 +98,18 @@ def test_controller_errors_are_one_line(env):
         (("run", "--benchmarks", "ncf", "--devices", "nobody"), "no device named 'nobody'"),
         (("run", "--benchmarks", "ncf", "--mode", "turbo"), "--mode 'turbo'"),
         (("run", "--benchmarks", "ncf", "--set", "oops"), "KEY=VALUE"),
+        (("run", "--benchmarks", "ncf,ncf"), "more than once"),
+        (("run", "--benchmarks", "ncf,resnet9000"), "unknown benchmark 'resnet9000'"),
+        (("run", "--benchmarks", "ncf", "--mode", "full", "--set", "mlp_layers=64,32"),
+         "closed division"),
         (("results", "--campaign", "c-none"), "no campaign"),
         (("logs", "no-job"), "no job"),
         (("run", "--benchmarks", "ncf", "--broker", "mqtt://127.0.0.1:9",
           "--connect-timeout", "1"), "cannot reach the broker"),
         (("devices", "--db", "nonsense"), "invalid store URL"),
+        (("results", "--db", "sqlite:///tmp/no-such-lab/typo.db"), "no results store at"),
+        (("run", "--benchmarks", "ncf", "--db", "sqlite:////etc/hostname/lab.db"),
+         "cannot make the folder /etc/hostname"),
     ]:
         proc = cli("mlperf-controller", *args, env=env, timeout=60)
         assert proc.returncode == 1, (args, proc.stderr)

@@ -145,3 +145,24 @@ def test_a_named_source_that_fails_fails_the_job_with_the_fix(tmp_path):
     result = JobExecution(job, "orin-1", ws, seq).run()
     assert result.status == "failed"
     assert result.error.startswith("power measurement: power source 'ina3221' is not present")
+
+
+def test_a_missing_dataset_fails_before_the_cool_down(tmp_path):
+    """Found in preparing, with what the data root holds -- not after up to 600 s of cooling
+    and the idle baseline."""
+    root = tmp_path / "host"
+    sysfs.write(root / "sys/class/thermal/thermal_zone0/temp", 95000)     # hot: would wait
+    power = PowerConfig(cooldown=CooldownSpec(threshold_c=45, timeout_s=600, poll_s=0.1,
+                                              baseline_s=5))
+    (tmp_path / "data" / "ml-1m").mkdir(parents=True)
+    (tmp_path / "data" / "ml-1m" / "ratings.dat").write_text("1::1::5::978300760\n")
+    states = []
+    job = JobAssignment(job_id="no-data", campaign_id="c1", benchmark="ncf", mode="reduced",
+                        run_index=1, seed=1, seq=0, sent_at=0.0)
+    started = time.monotonic()
+    result = JobExecution(job, "pi", Workspace(tmp_path / "data", tmp_path / "work", "pi",
+                                               power=power, power_root=root), Sequence(),
+                          on_state=lambda s, d: states.append(s)).run()
+    assert time.monotonic() - started < 30
+    assert result.status == "failed" and states == [JobState.PREPARING, JobState.FAILED]
+    assert "--set dataset=ml-1m" in result.error and "holds: ml-1m" in result.error
