@@ -206,6 +206,7 @@ class Link:
         self._routes: list[tuple[str, int]] = [(topics.sync(client_id), 1)]
         self._refused: str | None = None
         self._closing = False
+        self._ever_connected = False
         self._barriers: dict[str, threading.Event] = {}
         self._will = will
         #: Called on the network thread after every (re)connect, once routes are subscribed.
@@ -286,6 +287,9 @@ class Link:
             return
         client.subscribe(self._routes)
         self.connected.set()
+        if self._ever_connected:
+            log.info("reconnected to the broker at %s", self.broker)
+        self._ever_connected = True
         log.debug("connected to %s as %s", self.broker, self.client_id)
         for hook in self.on_connected:
             try:

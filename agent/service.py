@@ -216,7 +216,15 @@ class AgentService:
 
     # -- incoming ----------------------------------------------------------------------------
     def _on_controller(self, _topic: str, status: ControllerStatus) -> None:
+        """The controller (re)connected: whatever it has not acknowledged goes now, not at the
+        next resend tick -- what was sent before it resubscribed (a broker restart) is gone."""
         log.debug("controller %s is %s", status.controller_id, status.state)
+        if status.state == "online":
+            due = self.spool.due()
+            if due:
+                log.info("controller online: sending %d unacknowledged result(s) now", len(due))
+            for result in due:
+                self._publish_result(result)
 
     def _on_job(self, _topic: str, job: JobAssignment) -> None:
         if not self.spool.take_job(job.job_id):     # QoS 1 redelivery, or a replay

@@ -182,10 +182,14 @@ topic readwrite {prefix}/#
 
 # Every device (pattern lines apply to every user; %u = its agent id, %c = its client id):
 # it writes only under its own subtree (status, heartbeat, its jobs' events and results,
-# refusals) and reads only what the controller addresses to it. (Not even the controller's
-# presence: a device set up from this folder pins the controller's key already.)
+# refusals) and reads only what the controller addresses to it, its own retained status (to
+# notice a second agent using its name) and the controller's presence (to resend unacknowledged
+# results the moment the controller is back). Mosquitto warns that this last pattern names no
+# %u or %c; that is expected: every device may read it.
 pattern write {prefix}/agents/%u/#
+pattern read {prefix}/agents/%u/status
 pattern read {prefix}/controller/agents/%u/#
+pattern read {prefix}/controller/status
 pattern readwrite {prefix}/sync/%c
 """
 
