@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.errors import BrokerUnavailable, MlperfEdgeError
+from agent.errors import BrokerUnavailable, ConfigError, MlperfEdgeError
 from agent.settings import parse_params
 
 app = typer.Typer(
@@ -157,7 +157,9 @@ def start(
             raise typer.Exit(0) from None
         raise
     while not stop.wait(0.5):
-        pass
+        if service.failed.is_set():
+            service.stop(service.failure, announce=False)
+            raise ConfigError(service.failure)
     service.stop("agent stopped by signal")
 
 

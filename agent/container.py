@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from agent.errors import JobError
+from agent.errors import InfrastructureError, JobError
+from agent.leftovers import AGENT_LABEL
 from agent.runner import (
     KILL_GRACE_S,
     ReferenceProcess,
@@ -76,7 +77,8 @@ def _client(quiet: bool = False):
         return client
     except Exception as exc:                            # no SDK, no socket, no permission
         if not quiet:
-            raise JobError(f"no container engine reachable here ({str(exc)[:200]})") from None
+            raise InfrastructureError(f"no container engine reachable here "
+                                      f"({str(exc)[:200]})") from None
         return None
 
 
@@ -93,7 +95,7 @@ def prepare_image(ref: str, images_dir: Path | None = None, pinned: str | None =
     except docker.errors.ImageNotFound:
         image = _load(client, ref, images_dir) or _pull(client, ref, images_dir)
     except docker.errors.APIError as exc:
-        raise JobError(f"image {ref}: {exc.explanation or exc}") from None
+        raise InfrastructureError(f"image {ref}: {exc.explanation or exc}") from None
     if pinned is not None and pinned not in digests_of(image):
         raise JobError(f"image {ref} here is {image.id}, not the {pinned} the job pins: "
                        "refusing to run it (rebuild or re-export the image the controller "
@@ -148,7 +150,7 @@ def _pull(client, ref: str, images_dir: Path | None):
     except docker.errors.APIError as exc:
         where = f" or put its tarball (`mlperf-controller images export`) in {images_dir}" \
             if images_dir else ""
-        raise JobError(f"image {ref} is not here and cannot be pulled "
+        raise InfrastructureError(f"image {ref} is not here and cannot be pulled "
                        f"({(exc.explanation or str(exc))[:300]}); push it to a registry this "
                        f"device reaches{where}") from None
 
@@ -157,10 +159,12 @@ class ContainerProcess(ReferenceProcess):
     """One reference run in a container of ``image``."""
 
     def __init__(self, request: RunRequest, image: str, limits: ContainerLimits,
-                 on_mllog=lambda lines: None, on_progress=lambda line: None) -> None:
+                 on_mllog=lambda lines: None, on_progress=lambda line: None,
+                 agent: str = "mlperf-agent") -> None:
         super().__init__(request, on_mllog, on_progress)
         self.image = image
         self.limits = limits
+        self.agent = agent                 # labels the container: a restart reaps its own
 
     def argv(self) -> list[str]:
         """The reference command inside the container (paths as the container sees them)."""
@@ -193,7 +197,8 @@ class ContainerProcess(ReferenceProcess):
             self.image, entrypoint=self.argv(), command=None, network_mode="host",
             volumes=volumes, shm_size=f"{self.limits.shm_size_mb}m", user=f"{uid}:{gid}",
             environment={"PYTHONUNBUFFERED": "1", "HOME": "/tmp"}, working_dir="/tmp",
-            labels={"io.mlperf-edge.out": str(req.out_dir)}, detach=True,
+            labels={"io.mlperf-edge.out": str(req.out_dir), AGENT_LABEL: self.agent},
+            detach=True,
             cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=PIDS_LIMIT,
             read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={TMP_MB}m"}, **kwargs)
 
@@ -215,6 +220,7 @@ class ContainerProcess(ReferenceProcess):
                     container.start()
                 except docker.errors.APIError as exc:  # e.g. --gpus without NVIDIA runtime
                     return self._refused(exc, started)
+                self.on_started(container=container.id)
                 lines: queue.Queue[str | None] = queue.Queue()
                 tail: deque[str] = deque(maxlen=30)
                 out = _lines(container.logs(stdout=True, stderr=False, stream=True, follow=True))
@@ -315,4 +321,5 @@ def choose_process(job, workspace, request: RunRequest, on_mllog, on_progress
     limits = ContainerLimits() if profile is None else ContainerLimits(
         memory_limit_mb=profile.memory_limit_mb(job.benchmark),
         shm_size_mb=profile.container.shm_size_mb, gpus=profile.container.gpus)
-    return ContainerProcess(request, job.image, limits, on_mllog, on_progress), digest
+    return ContainerProcess(request, job.image, limits, on_mllog, on_progress,
+                            agent=workspace.platform), digest

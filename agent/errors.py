@@ -4,7 +4,7 @@ a traceback only with --debug."""
 from __future__ import annotations
 
 __all__ = ["MlperfEdgeError", "ConfigError", "ProtocolError", "Refused", "BrokerUnavailable",
-           "IllegalTransition", "JobError"]
+           "IllegalTransition", "JobError", "InfrastructureError"]
 
 
 class MlperfEdgeError(Exception):
@@ -42,3 +42,8 @@ class IllegalTransition(MlperfEdgeError):
 
 class JobError(MlperfEdgeError):
     """A job cannot be accepted or run as asked (unknown benchmark, bad parameter, ...)."""
+
+
+class InfrastructureError(JobError):
+    """The device could not run a sound job this time (the image cannot be had, the engine or
+    a sensor failed): the campaign's retry policy may run it again."""

@@ -167,6 +167,35 @@ class KeyPin:
         return fingerprint(key_b64) == self.fingerprint
 
 
+def machine_id() -> str:
+    """This machine's id (systemd's /etc/machine-id), or '' where there is none."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return ""
+
+
+def instance_id(work_dir: Path) -> str:
+    """A stable id of this agent installation -- this machine and this work folder -- that a
+    copy of the folder on another machine does not share (16 hex). Without a machine id, a
+    random one kept in the work folder."""
+    machine = machine_id()
+    if not machine:
+        keep = Path(work_dir) / "identity" / "instance"
+        try:
+            machine = keep.read_text().strip()
+        except OSError:
+            machine = os.urandom(16).hex()
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_text(machine + "\n")
+    seed = f"{machine}\n{Path(work_dir).expanduser().resolve()}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
 def enrolment_proof(token: str, agent_id: str, key_b64: str) -> str:
     """Proof that the holder of ``key_b64``, enrolling as ``agent_id``, knows the lab's
     pre-shared token: HMAC-SHA256 over both, 43 characters of url-safe base64. The token

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.container import choose_process
-from agent.errors import JobError, MlperfEdgeError
+from agent.errors import InfrastructureError, JobError, MlperfEdgeError
+from agent.leftovers import RunningMarker
 from agent.power.config import PowerConfig
 from agent.protocol import (
     TRANSITIONS,
@@ -132,17 +133,30 @@ class JobExecution:
         self.state = JobState.ACCEPTED
         self.cancel = threading.Event()
         self.cancel_reason = "cancelled"
+        self.cancel_retryable = False
 
     def move(self, new: JobState, detail: str | None = None) -> None:
         self.state = transition(self.state, new)
         self.on_state(new, detail)
 
-    def request_cancel(self, reason: str) -> None:
+    def request_cancel(self, reason: str, retryable: bool = False) -> None:
+        """Stop the job. ``retryable``: the device stopped it (the agent is stopping), not the
+        operator -- the campaign may run it again."""
         self.cancel_reason = reason
+        self.cancel_retryable = retryable
         self.cancel.set()
 
     def run(self) -> JobResult:
-        """Run the job; never raises for a job that fails: the failure is the result."""
+        """Run the job; never raises for a job that fails: the failure is the result. While it
+        runs, ``running.json`` in the work folder names it (see agent.leftovers)."""
+        marker = RunningMarker(self.workspace.work_dir)
+        marker.begin(self.job)
+        try:
+            return self._run(marker)
+        finally:
+            marker.end()
+
+    def _run(self, marker: RunningMarker) -> JobResult:
         job, started = self.job, time.time()
         self.move(JobState.PREPARING)
         try:
@@ -156,10 +170,13 @@ class JobExecution:
                 max_steps=job.max_steps, max_seconds=job.max_seconds, division=job.division)
             process, image_digest = choose_process(job, self.workspace, request,
                                                    self.on_mllog, self.on_progress)
+            process.on_started = marker.started
         except MlperfEdgeError as exc:
-            return self._finish("failed", started, error=str(exc))
+            return self._finish("failed", started, error=str(exc),
+                                retryable=isinstance(exc, InfrastructureError))
         if self.cancel.is_set():
-            return self._finish("cancelled", started, error=self.cancel_reason)
+            return self._finish("cancelled", started, error=self.cancel_reason,
+                                retryable=self.cancel_retryable)
         from agent.power.session import JobPower, log_power
         power = JobPower(self.workspace.power, self.agent_id, self.workspace.power_root,
                          self.workspace.broker)
@@ -167,10 +184,12 @@ class JobExecution:
             power.prepare(self.cancel, lambda detail: self.move(JobState.COOLING, detail))
         except MlperfEdgeError as exc:
             power.stop()
-            return self._finish("failed", started, error=f"power measurement: {exc}")
+            return self._finish("failed", started, error=f"power measurement: {exc}",
+                                retryable=True)
         if self.cancel.is_set():
             power.stop()
-            return self._finish("cancelled", started, error=self.cancel_reason)
+            return self._finish("cancelled", started, error=self.cancel_reason,
+                                retryable=self.cancel_retryable)
         self.move(JobState.RUNNING, " ".join(request.argv()[1:]))
         try:
             ran = process.run(self.cancel)
@@ -183,13 +202,16 @@ class JobExecution:
             power_count, ran.error = 0, ran.error or str(exc)
         problem = None if ran.cancelled or ran.tracker.window is None else \
             implausible(job, ran, started, time.time())
+        retryable = False
         if ran.cancelled:
             status, error = "cancelled", self.cancel_reason
+            retryable = self.cancel_retryable
         elif problem is not None:                  # the run lied about itself: say so first
             status, error = "failed", f"refused the run's own report: {problem}"
             ran.outcome = None
         elif ran.error is not None:
             status, error = "failed", ran.error
+            retryable = ran.exit_code == 125          # the engine refused to start it
         elif ran.tracker.window is None:
             status, error = "failed", "the reference logged no run_start/run_stop pair"
         else:
@@ -197,7 +219,8 @@ class JobExecution:
         return self._finish(status, started, error=error, exit_code=ran.exit_code,
                             mllog_lines=ran.mllog_lines + power_count,
                             timed_window=ran.tracker.window, power=power_report,
-                            outcome=ran.outcome, image_digest=image_digest)
+                            outcome=ran.outcome, image_digest=image_digest,
+                            retryable=retryable)
 
     def _finish(self, status: str, started: float, **fields) -> JobResult:
         if JobState.REPORTING in TRANSITIONS[self.state]:

@@ -212,9 +212,11 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # (status cancelled/failed) is spooled and sent like any other.
     JobState.REPORTING: frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED,
                                    JobState.LOST}),
-    # A lost agent may come back with a spooled result: data is never thrown away.
-    JobState.LOST: frozenset({JobState.REPORTING, JobState.DONE, JobState.FAILED,
-                              JobState.CANCELLED}),
+    # 'lost' is the controller's observation, not the device's: a device that comes back
+    # still on the job (a heartbeat or event names it) or with a spooled result revives it.
+    JobState.LOST: frozenset({JobState.ACCEPTED, JobState.PREPARING, JobState.COOLING,
+                              JobState.RUNNING, JobState.REPORTING, JobState.DONE,
+                              JobState.FAILED, JobState.CANCELLED}),
     JobState.DONE: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
@@ -327,6 +329,8 @@ class AgentStatus(Message):
     state: Literal["online", "offline"]
     boot: int = Field(ge=0, le=2 ** 62)
     session: str = Field(pattern=r"^[0-9a-f]{16,64}$")
+    instance: str = Field(default="0" * 16, pattern=r"^[0-9a-f]{16}$", description=(
+        "this installation (machine and work folder): two agents using one name differ here"))
     last_will: bool = False
     tags: list[Id] = Field(default_factory=list, max_length=32)
     heartbeat_s: float = Field(ge=0.5, le=300, description="interval between heartbeats, s")
@@ -346,6 +350,8 @@ class Heartbeat(Message):
     session: str = Field(pattern=r"^[0-9a-f]{16,64}$")
     job_state: JobState | None = None
     queued_jobs: int = Field(default=0, ge=0, le=10_000)
+    queued: list[Id] = Field(default_factory=list, max_length=64, description=(
+        "ids of the jobs waiting in this agent's queue: their leases are renewed too"))
     cpu_percent: float = Field(ge=0, le=100)
     memory_percent: float = Field(ge=0, le=100)
     temperature_c: float | None = Field(default=None, ge=-273.15, le=1000)
@@ -587,6 +593,9 @@ class JobResult(Message):
     power: PowerReport | None = Field(default=None, description="energy over the timed window")
     image_digest: str | None = Field(default=None, max_length=400, description=(
         "the image the job ran in: repo digest (REPO@sha256:...) or image id (sha256:...)"))
+    retryable: bool = Field(default=False, description=(
+        "the failure was the device's, not the job's (image, engine, sensor, agent crash or "
+        "stop): the campaign's retry policy may run it again"))
 
     @property
     def final_state(self) -> JobState:

@@ -94,6 +94,8 @@ class ReferenceProcess:
         self.on_mllog = on_mllog
         self.on_progress = on_progress
         self.tracker = WindowTracker()
+        #: Called once the run exists: ``pid=`` (its process group) or ``container=``.
+        self.on_started: Callable[..., None] = lambda **where: None
 
     def run(self, cancel: threading.Event) -> RunOutcome:
         """Run to the end (or until ``cancel`` is set) and return what happened."""
@@ -106,6 +108,7 @@ class ReferenceProcess:
             proc = subprocess.Popen(req.argv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
                                     start_new_session=True)
+            self.on_started(pid=proc.pid)
             lines: queue.Queue[str | None] = queue.Queue()
             tail: deque[str] = deque(maxlen=30)
             readers = [

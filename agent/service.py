@@ -17,8 +17,9 @@ from collections import deque
 from agent import presence
 from agent.errors import ConfigError, JobError, ProtocolError
 from agent.gate import ControllerPin
-from agent.identity import Identity, KeyPin, enrolment_proof
+from agent.identity import Identity, KeyPin, enrolment_proof, instance_id, machine_id
 from agent.jobs import JobExecution, Workspace, make_result, validate
+from agent.leftovers import reap
 from agent.link import Link
 from agent.profiles import device
 from agent.protocol import (
@@ -98,8 +99,10 @@ class AgentService:
             if token else None
         explicit = KeyPin.parse(settings.controller_key, "--controller-key") \
             if settings.controller_key else None
+        self.instance = instance_id(settings.work_dir)
         self.gate = ControllerPin(settings.work_dir / "identity" / "controller.pin", explicit,
-                                  settings.trust_on_first_use)
+                                  settings.trust_on_first_use,
+                                  readable=self.topics.agent_status(self.agent_id))
         if self.gate.pin is None and not settings.trust_on_first_use:
             raise ConfigError("no controller key is pinned and trust on first use is off: "
                               "start with --controller-key SHA256:... (`mlperf-controller key` "
@@ -109,9 +112,13 @@ class AgentService:
         self._cond = threading.Condition()
         self.current: JobExecution | None = None
         self.stopping = threading.Event()
-        self.link = Link(settings.broker_connection(), f"mlperf-agent-{self.agent_id}",
-                         self.topics, identity=self.identity, gate=self.gate, persistent=True,
+        # The instance in the client id: two agents given one name both stay connected (the
+        # broker would knock one off every few seconds), so the second can be told apart.
+        self.link = Link(settings.broker_connection(),
+                         f"mlperf-agent-{self.instance[:8]}-{self.agent_id}"[:128], self.topics,
+                         identity=self.identity, gate=self.gate, persistent=True,
                          will=self._will)
+        self.link.route(self.topics.agent_status(self.agent_id), AgentStatus, self._on_own_status)
         self.link.route(self.topics.agent_jobs(self.agent_id), JobAssignment, self._on_job)
         self.link.route(self.topics.agent_control(self.agent_id), CancelJob, self._on_cancel)
         self.link.route(self.topics.agent_acks(self.agent_id), ResultAck, self._on_ack)
@@ -119,6 +126,12 @@ class AgentService:
         self.link.on_connected.append(self._on_connected)
         self.link.on_refused.append(self._reply_refusal)
         self._threads: list[threading.Thread] = []
+        self._announced = False            # our online status went out (after the name check)
+        self._echoed = False               # ... and came back to us through the broker
+        self._rival: AgentStatus | None = None
+        #: Set when this agent must stop on its own (another agent took its name): ``failure``.
+        self.failed = threading.Event()
+        self.failure = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, retry_for_s: float | None = None,
@@ -133,7 +146,14 @@ class AgentService:
                      "`mlperf-controller devices approve %s`", self.agent_id)
         log.info("controller key: %s", self.gate.pin.fingerprint if self.gate.pin else
                  "not pinned yet (trust on first use)")
+        self._reap()
         self.link.connect(retry_for_s, abort)
+        self.link.barrier()                        # our retained status, if any, is in now
+        if self._rival is not None:
+            self.link.close()                      # clean: no Last Will, nothing announced
+            raise ConfigError(self._rival_text(self._rival))
+        self._announced = True
+        self._on_connected()
         log.info("connected to %s as %s; %d benchmark(s) available, %d result(s) spooled",
                  self.link.broker, self.agent_id, len(self.benchmarks), len(self.spool))
         log.info("device profile %s (%s); container engine: %s",
@@ -144,8 +164,23 @@ class AgentService:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, reason: str = "agent stopped") -> None:
-        """Cancel queued and running jobs (reported as cancelled), then go offline cleanly."""
+    def _reap(self) -> None:
+        """Before taking any job: stop what an earlier run of this agent left running, and
+        report the job it was running as failed (retryable): one job per device, even across
+        a crash."""
+        crashed = reap(self.settings.work_dir, self.agent_id, self.device.engine)
+        if crashed is None or crashed.campaign_id == "local":
+            return
+        log.warning("job %s was running when this agent last stopped without cleaning up; "
+                    "reporting it failed", crashed.job_id)
+        self.spool.put(make_result(
+            crashed, self.agent_id, self.seq, "failed", time.time(), retryable=True,
+            error="the agent stopped while this job ran (crash or kill); its run was ended "
+                  "when the agent started again"))
+
+    def stop(self, reason: str = "agent stopped", announce: bool = True) -> None:
+        """Cancel queued and running jobs (reported as cancelled), then go offline cleanly.
+        ``announce=False``: leave the name's retained presence alone (it is another agent's)."""
         self.stopping.set()
         with self._cond:
             queued = list(self._queue)
@@ -153,15 +188,15 @@ class AgentService:
             self._cond.notify_all()
         for job in queued:
             self._deliver(make_result(job, self.agent_id, self.seq, "cancelled", time.time(),
-                                      error=reason), JobState.ACCEPTED)
+                                      error=reason, retryable=True), JobState.ACCEPTED)
         if self.current is not None:
             log.info("cancelling job %s: %s", self.current.job.job_id, reason)
-            self.current.request_cancel(reason)
+            self.current.request_cancel(reason, retryable=True)
         for thread in self._threads:
             thread.join(timeout=KILL_GRACE_S + 5)
         self._await_acks(timeout_s=3.0)
         self.link.close(final=(self.topics.agent_status(self.agent_id),
-                               self._status("offline", reason=reason)))
+                               self._status("offline", reason=reason)) if announce else None)
         self.spool.close()
         log.info("offline (%s)", reason)
 
@@ -172,7 +207,8 @@ class AgentService:
             self.benchmarks, profile=self.device.profile.name if self.device.profile else None,
             container_engine=self.device.engine) if state == "online" else None
         return AgentStatus(agent_id=self.agent_id, name=self.settings.name, state=state,
-                           boot=self.boot, session=self.session, last_will=last_will,
+                           boot=self.boot, session=self.session, instance=self.instance,
+                           last_will=last_will,
                            tags=list(self.settings.tags), heartbeat_s=self.settings.heartbeat_s,
                            capabilities=caps, reason=reason, enrolment=self.enrolment,
                            **self.seq())
@@ -185,6 +221,8 @@ class AgentService:
                 self._status("offline", reason="connection lost (Last Will)", last_will=True))
 
     def _on_connected(self) -> None:
+        if not self._announced:                     # start() checks the name first
+            return
         self.link.publish(self.topics.agent_status(self.agent_id), self._status("online"),
                           retain=True)
         for result in self.spool.due():            # whatever waited while we were away
@@ -201,7 +239,9 @@ class AgentService:
                     agent_id=self.agent_id, boot=self.boot, session=self.session,
                     job_id=current.job.job_id if current else None,
                     job_state=current.state if current else None,
-                    queued_jobs=len(self._queue), temperature_c=presence.temperature_c(),
+                    queued_jobs=len(self._queue),
+                    queued=[j.job_id for j in list(self._queue)[:64]],
+                    temperature_c=presence.temperature_c(),
                     **presence.load(), **self.seq())
             except ValueError as exc:               # a reading out of bounds: say, go on
                 log.warning("heartbeat not sent: %s", str(exc).splitlines()[0])
@@ -215,6 +255,35 @@ class AgentService:
                 self._publish_result(result)
 
     # -- incoming ----------------------------------------------------------------------------
+    def _on_own_status(self, _topic: str, status: AgentStatus) -> None:
+        """Who else announces itself under this agent's name. Before we announce: a rival
+        online means we do not start. After: of two agents that announced at once, the one
+        whose announcement the broker passed on second gives way."""
+        if status.instance == self.instance:
+            if status.session == self.session and status.state == "online":
+                self._echoed = True
+            return
+        if status.state != "online" or status.last_will:
+            return
+        if not self._announced:
+            self._rival = status
+        elif not self._echoed:
+            self.failure = self._rival_text(status)
+            log.error("%s", self.failure)
+            self.failed.set()
+        else:
+            log.error("another agent (instance %s, host %s) announced itself as %s after this "
+                      "one; the controller refuses it -- give it another --name",
+                      status.instance, status.capabilities.hostname if status.capabilities
+                      else "?", self.agent_id)
+
+    def _rival_text(self, rival: AgentStatus) -> str:
+        host = rival.capabilities.hostname if rival.capabilities else "another machine"
+        unique = f"{self.agent_id}-{(machine_id() or self.instance)[:6]}"
+        return (f"another agent named {self.agent_id} is online (on {host}, instance "
+                f"{rival.instance}): start this one with a name of its own, e.g. --name "
+                f"{unique}")
+
     def _on_controller(self, _topic: str, status: ControllerStatus) -> None:
         """The controller (re)connected: whatever it has not acknowledged goes now, not at the
         next resend tick -- what was sent before it resubscribed (a broker restart) is gone."""

@@ -45,6 +45,8 @@ class CampaignRequest:
     max_seconds: float | None = None
     images: dict[str | None, str] = field(default_factory=dict)   # profile (None: all) -> ref
     division: str | None = None          # None: closed for full, open otherwise
+    retries: int = 1                     # new attempts of a lost or infrastructure-failed run
+    retry_anywhere: bool = False         # ... on any device of its profile, not only its own
 
     def __post_init__(self) -> None:
         if not self.benchmarks:
@@ -55,6 +57,8 @@ class CampaignRequest:
             raise CampaignError(f"--mode {self.mode!r}: use smoke, reduced or full")
         if self.runs < 1:
             raise CampaignError("--runs must be at least 1")
+        if not 0 <= self.retries <= 10:
+            raise CampaignError(f"--retries {self.retries}: use 0 to 10")
         if self.division not in (None, "closed", "open"):
             raise CampaignError(f"--division {self.division!r}: use closed or open")
         twice = sorted({b for b in self.benchmarks if self.benchmarks.count(b) > 1})
@@ -128,7 +132,8 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
         campaign = store.create_campaign(
             req.benchmarks, req.mode, req.runs, [d.agent_id for d in devices], req.devices,
             req.params, req.seed, req.max_steps, req.max_seconds,
-            images=fleet.images_for(devices, req.images), division=req.division)
+            images=fleet.images_for(devices, req.images), division=req.division,
+            retries=req.retries, retry_anywhere=req.retry_anywhere)
         console.print(f"campaign [bold]{campaign.id}[/]: {', '.join(req.benchmarks)} "
                       f"({req.mode}) x {len(devices)} device(s) x {req.runs} run(s)")
         if service is not None:

@@ -49,6 +49,7 @@ def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks
 
 
 from controller.cli_options import (  # noqa: E402  (after the consoles they log through)
+    AssignTimeout,
     Broker,
     BrokerUser,
     ConfigFile,
@@ -70,7 +71,8 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
           config: ConfigFile = None, identity: Identity = None,
           enrol_token_file: TokenFile = None, broker_user: BrokerUser = None,
           broker_password_file: PasswordFile = None, tls_ca: TlsCa = None,
-          tls_cert: TlsCert = None, tls_key: TlsKey = None) -> None:
+          tls_cert: TlsCert = None, tls_key: TlsKey = None,
+          assign_timeout: AssignTimeout = None) -> None:
     """Run the controller: track devices, dispatch queued campaigns, store results (Ctrl-C
     stops it; devices keep their results spooled until it returns).
 
@@ -83,7 +85,7 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
         config, broker=broker, db=db, prefix=prefix, identity=identity,
         enrol_token_file=enrol_token_file, broker_user=broker_user,
         broker_password_file=broker_password_file, tls_ca=tls_ca, tls_cert=tls_cert,
-        tls_key=tls_key)
+        tls_key=tls_key, assign_timeout_s=assign_timeout)
     service = ControllerService(settings, store)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,6 +128,13 @@ def run(
         "--division", help="MLPerf division: closed lets --set change only the hyperparameters "
                            "MLPerf lets submitters choose; open allows the rest. Default: "
                            "closed for full, open for smoke and reduced.")] = None,
+    retries: Annotated[int, typer.Option(
+        "--retries", help="New attempts a run gets when its device is lost or fails it for a "
+                          "reason of its own (image, engine, sensor, agent crash); a run that "
+                          "fails by itself is not retried.")] = 1,
+    retry_anywhere: Annotated[bool, typer.Option(
+        "--retry-anywhere", help="Retry on any idle device of the same profile when the "
+                                 "run's own device is away (default: wait for it).")] = False,
     detach: Annotated[bool, typer.Option(
         "--detach", help="Queue the campaign and return at once (a running `serve` "
                          "dispatches it).")] = False,
@@ -138,7 +147,7 @@ def run(
     identity: Identity = None, enrol_token_file: TokenFile = None,
     broker_user: BrokerUser = None, broker_password_file: PasswordFile = None,
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
-    as_json: Json = False,
+    assign_timeout: AssignTimeout = None, as_json: Json = False,
 ) -> None:
     """Create a campaign (benchmarks x devices x runs) and show progress until it is done.
 
@@ -151,11 +160,12 @@ def run(
         config, broker=broker, db=db, prefix=prefix, identity=identity,
         enrol_token_file=enrol_token_file, broker_user=broker_user,
         broker_password_file=broker_password_file, tls_ca=tls_ca, tls_cert=tls_cert,
-        tls_key=tls_key)
+        tls_key=tls_key, assign_timeout_s=assign_timeout)
     req = CampaignRequest(benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()],
                           devices=devices_, runs=runs, mode=mode, params=parse_params(set_),
                           seed=seed, max_steps=max_steps, max_seconds=max_seconds,
-                          images=parse_images(image), division=division)
+                          images=parse_images(image), division=division, retries=retries,
+                          retry_anywhere=retry_anywhere)
     try:
         campaign = run_campaign(settings, store, req, detach=detach, timeout_s=timeout_s,
                                 connect_timeout_s=connect_timeout_s,
@@ -168,7 +178,7 @@ def run(
                           "results": [views.result_dict(*r) for r in rows]}, indent=2))
     elif not detach:
         out.print(views.results_table(rows, f"Campaign {campaign.id}"))
-    if not detach and any(job.state != "done" for job, _, _ in rows):
+    if not detach and any(job.state != "done" for job, _, _ in rows if not job.superseded):
         raise typer.Exit(1)
 
 
@@ -253,6 +263,19 @@ def demo(runs: Annotated[int, typer.Option("--runs", min=1, help="Runs of the be
     from controller.demo import run_demo
 
     raise typer.Exit(run_demo(runs=runs, benchmark=benchmark, keep=keep, console=out))
+
+
+@app.command()
+def retry(target: Annotated[str, typer.Argument(
+              help="A job id (see `results --json`) or a campaign id.")],
+          db: Db = None, config: ConfigFile = None) -> None:
+    """Run again a failed, lost or cancelled job -- or every such run of a campaign -- as a
+    new attempt (whatever the campaign's --retries); the earlier attempt is kept as history.
+    A running `serve` dispatches it; else `mlperf-controller serve` or `run` will."""
+    _, store = open_settings(config, db=db, create=False)
+    for job in store.retry(target):
+        err.print(f"queued {job.id} (attempt {job.attempt} of {job.retry_of}) on "
+                  f"{job.agent_id}", markup=False)
 
 
 @app.command()

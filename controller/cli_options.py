@@ -54,6 +54,10 @@ TlsKey = Annotated[Optional[Path], typer.Option(
     "--tls-key", envvar="MLPERF_TLS_KEY", rich_help_panel=LOGIN,
     help="The client certificate's private key.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+AssignTimeout = Annotated[Optional[float], typer.Option(
+    "--assign-timeout", envvar="MLPERF_ASSIGN_TIMEOUT", min=1,
+    help="Seconds a device has to take a job it was sent before the job counts as lost (and "
+         "is retried); default 120.")]
 
 
 def open_settings(config: Path | None = None, create: bool = True, **flags: Any):

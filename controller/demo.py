@@ -68,7 +68,8 @@ def run_demo(runs: int = 2, benchmark: str = "ncf", keep: Path | None = None,
             store.close()
         if keep:
             progress.print(f"store, agent log and job output kept in {workdir}")
-        return 0 if rows and all(job.state == "done" for job, _, _ in rows) else 1
+        return 0 if rows and all(job.state == "done" for job, _, _ in rows
+                                 if not job.superseded) else 1
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)

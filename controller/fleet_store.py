@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from agent.identity import fingerprint
 from agent.protocol import AgentStatus, Heartbeat, Refusal
 from controller.errors import StoreError
-from controller.models import AgentRefusal, Device, Enrolment, Rejection
+from controller.models import AgentRefusal, Device, Enrolment, Job, Rejection
 
 #: Devices waiting for approval that are remembered; more are only counted as refused.
 MAX_PENDING = 1000
@@ -43,7 +43,7 @@ def _apply_status(dev: Device, status: AgentStatus, now: float) -> None:
     if status.state == "online":
         if dev.session != status.session:
             dev.beat_seq = None
-        dev.session = status.session
+        dev.session, dev.instance = status.session, status.instance
     if status.capabilities is not None:
         dev.capabilities = status.capabilities.model_dump()
 
@@ -90,17 +90,41 @@ class DeviceRecords:
             dev.state, dev.last_seen, dev.beat_seq = "online", time.time(), beat.seq
             dev.load = beat.model_dump(include={"cpu_percent", "memory_percent",
                                                 "temperature_c", "job_id", "queued_jobs"})
+            named = ([beat.job_id] if beat.job_id else []) + list(beat.queued)
+            if named:                              # the leases of what it is on (in this tx)
+                for job in s.scalars(select(Job).where(Job.id.in_(named),
+                                                       Job.agent_id == beat.agent_id)):
+                    job.renewed_at = dev.last_seen
+                    if job.state == "lost":        # it was only cut off: still on it
+                        now_state = beat.job_state if job.id == beat.job_id else "accepted"
+                        self._revive(s, job, now_state)
             return previous, True
+
+    def device(self, agent_id: str) -> Device | None:
+        with self.tx() as s:
+            return s.get(Device, agent_id)
 
     def devices(self) -> list[Device]:
         with self.tx() as s:
             return list(s.scalars(select(Device).order_by(Device.name)))
 
-    def stale_devices(self, now: float, beats: float = 3.0) -> list[Device]:
-        """Online devices silent for more than ``beats`` heartbeat intervals."""
+    def stale_devices(self, now: float, beats: float = 3.0, listening_since: float = 0.0,
+                      grace_s: float = 0.0) -> list[Device]:
+        """Online devices silent for more than ``beats`` heartbeat intervals. A device not
+        heard since the controller (re)connected at ``listening_since`` gets ``grace_s`` from
+        then: after a broker outage, agents come back on their own reconnect backoff, and
+        silence while the controller itself was cut off says nothing."""
         with self.tx() as s:
-            return [d for d in s.scalars(select(Device).where(Device.state == "online"))
-                    if now - d.last_seen > beats * min(d.heartbeat_s, 300.0)]
+            out = []
+            for d in s.scalars(select(Device).where(Device.state == "online")):
+                limit = beats * min(d.heartbeat_s, 300.0)
+                if d.last_seen < listening_since:
+                    silent, limit = now - listening_since, max(limit, grace_s)
+                else:
+                    silent = now - d.last_seen
+                if silent > limit:
+                    out.append(d)
+            return out
 
     def set_offline(self, agent_id: str, reason: str) -> None:
         with self.tx() as s:

@@ -52,6 +52,7 @@ class Device(Base):
     boot: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     session: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    instance: Mapped[str | None] = mapped_column(String(16), nullable=True)
     beat_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
@@ -120,6 +121,8 @@ class Campaign(Base):
     mode: Mapped[str] = mapped_column(String(16))
     runs: Mapped[int] = mapped_column(Integer)
     devices: Mapped[str] = mapped_column(Text)                      # the selector as given
+    retries: Mapped[int | None] = mapped_column(Integer, nullable=True, default=1)
+    retry_anywhere: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
@@ -140,6 +143,14 @@ class Job(Base):
     image: Mapped[str | None] = mapped_column(String(512), nullable=True)  # None: native
     image_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)  # sha256:...
     log_lines: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
+    # Attempts: a lost or infrastructure-failed job is retried as a new job (attempt + 1,
+    # retry_of = this one), and this one is then ``superseded``: kept as history, not counted.
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True, default=1)
+    retry_of: Mapped[str | None] = mapped_column(ID, nullable=True)
+    superseded: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
+    # Leases: when the job entered its state, and when its device last said it was on it.
+    state_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    renewed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     division: Mapped[str | None] = mapped_column(String(8), nullable=True)  # None: by mode
     state: Mapped[str] = mapped_column(String(16), index=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -25,6 +25,7 @@ from agent.protocol import (
     Sequence,
     Topics,
 )
+from controller.attempts import RETRYABLE_REFUSALS
 from controller.errors import StoreError
 from controller.settings import ControllerSettings
 from controller.store import Store, redact
@@ -38,6 +39,9 @@ CONTROLLER_ID = "mlperf-controller"
 VERSION = "2"
 #: How often refused-message counts are folded into the store, s.
 FLUSH_S = 2.0
+#: After the controller (re)connects, devices it has not heard from since get this long to
+#: come back (an agent's reconnect backoff reaches 30 s) before they count as gone, s.
+RECONNECT_GRACE_S = 45.0
 
 
 class ControllerService:
@@ -51,6 +55,7 @@ class ControllerService:
         self.seq = Sequence()
         self.tick_s = tick_s
         self.heartbeat_beats = heartbeat_beats
+        self.assign_timeout_s = settings.assign_timeout_s
         self.identity = settings.load_identity()
         self.trust = FleetTrust(store, t, self.identity, settings.enrol_token())
         self.link = Link(settings.broker_connection(), CONTROLLER_ID, t,
@@ -64,13 +69,18 @@ class ControllerService:
         if settings.prefix == DEFAULT_PREFIX:          # agents older than schema 2
             self.link.route_raw(f"{LEGACY_PREFIX}/agents/+/status", self.trust.legacy)
         self.link.on_refused.append(self.trust.count)
-        self.link.on_connected.append(lambda: self.link.publish(
-            t.controller_status(), self._presence("online"), retain=True))
+        self.link.on_connected.append(self._on_connected)
+        self._listening_since = time.time()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flushed = time.monotonic()
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher",
                                         daemon=True)
+
+    def _on_connected(self) -> None:
+        self._listening_since = time.time()      # what came before (un)heard is not silence
+        self.link.publish(self.topics.controller_status(), self._presence("online"),
+                          retain=True)
 
     def _presence(self, state: str) -> ControllerStatus:
         return ControllerStatus(controller_id=CONTROLLER_ID, state=state,
@@ -104,7 +114,13 @@ class ControllerService:
         if self.topics.parse(topic).agent_id != status.agent_id:
             log.warning("status on %s claims agent %s; ignored", topic, status.agent_id)
             return
+        before = self.store.device(status.agent_id)
         previous, applied = self.store.device_status(status)
+        if applied and before is not None and before.state == "online" and before.instance \
+                and before.instance != status.instance and not status.last_will:
+            log.warning("device %s now answers from another installation (instance %s, was %s)"
+                        ": if both still run, one must take another --name", status.agent_id,
+                        status.instance, before.instance)
         if not applied:
             log.debug("status of %s (boot %d, seq %d) is not news; ignored", status.agent_id,
                       status.boot, status.seq)
@@ -172,7 +188,8 @@ class ControllerService:
                     f" (+{refusal.suppressed} more)" if refusal.suppressed else "")
         if refusal.verified and refusal.claimed_job_id and self.store.fail_assigned(
                 refusal.claimed_job_id, refusal.agent_id, "agent",
-                f"refused by the device: {refusal.reason}"):
+                f"refused by the device: {refusal.reason}",
+                retryable=refusal.code in RETRYABLE_REFUSALS):
             log.warning("job %s failed: its device refused it", refusal.claimed_job_id)
             self._wake.set()
 
@@ -191,14 +208,24 @@ class ControllerService:
             self.trust.flush()
             self.store.mark_serving()
             self._flushed = time.monotonic()
-        for device in self.store.stale_devices(time.time(), self.heartbeat_beats):
+        if not self.link.connected.is_set():
+            return                     # cut off: silence says nothing, nothing can be sent
+        listening = self._listening_since
+        for job_id, why, again in self.store.expire_leases(
+                assigned_s=self.assign_timeout_s, listening_since=listening,
+                grace_s=RECONNECT_GRACE_S):
+            log.warning("job %s lost: lease expired: %s%s", job_id, why,
+                        f"; retrying it as {again}" if again else "")
+        for lost, again in self.store.retry_lost(RECONNECT_GRACE_S):
+            log.warning("job %s still lost after %.0f s: retrying it as %s", lost,
+                        RECONNECT_GRACE_S, again)
+        for device in self.store.stale_devices(time.time(), self.heartbeat_beats, listening,
+                                               RECONNECT_GRACE_S):
             silent_s = time.time() - device.last_seen
             reason = f"no heartbeat for {silent_s:.0f} s"
             log.warning("device %s: %s; marking it offline", device.agent_id, reason)
             self.store.set_offline(device.agent_id, reason)
             self._lose_jobs(device.agent_id, reason)
-        if not self.link.connected.is_set():
-            return
         for d in self.store.claim_dispatches():
             job = d.job
             try:

@@ -39,8 +39,13 @@ class ControllerSettings:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # How long a device has to take an assignment before it is lost (and retried), s.
+    assign_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.assign_timeout_s, (int, float)) or not \
+                1 <= self.assign_timeout_s <= 86_400:
+            raise ConfigError("assign_timeout_s must be 1 to 86,400 seconds")
         for name in _PATHS:
             value = getattr(self, name)
             if value is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import create_engine, event, func, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import ConfigError, IllegalTransition
 from agent.protocol import JobEvent, JobResult, JobState, path, transition
+from controller.attempts import AttemptRecords
 from controller.errors import StoreError
 from controller.fleet_store import DeviceRecords
 from controller.models import (
@@ -106,7 +107,7 @@ def _create_tables(engine) -> None:
             time.sleep(0.2)
 
 
-class Store(DeviceRecords):
+class Store(DeviceRecords, AttemptRecords):
     """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
 
     def __init__(self, url: str, create: bool = True) -> None:
@@ -118,11 +119,15 @@ class Store(DeviceRecords):
             _create_tables(self.engine)
             _add_columns(self.engine, {
                 "jobs": {"image": "VARCHAR(512)", "division": "VARCHAR(8)",
-                         "image_digest": "VARCHAR(80)", "log_lines": "INTEGER"},
+                         "image_digest": "VARCHAR(80)", "log_lines": "INTEGER",
+                         "attempt": "INTEGER", "retry_of": "VARCHAR(128)",
+                         "superseded": "BOOLEAN", "state_since": "FLOAT",
+                         "renewed_at": "FLOAT"},
+                "campaigns": {"retries": "INTEGER", "retry_anywhere": "BOOLEAN"},
                 "devices": {"key": "VARCHAR(64)", "approved_at": "FLOAT",
                             "approved_by": "VARCHAR(32)", "boot": "BIGINT",
                             "status_seq": "BIGINT", "session": "VARCHAR(64)",
-                            "beat_seq": "BIGINT"}})
+                            "beat_seq": "BIGINT", "instance": "VARCHAR(16)"}})
             _retire_unsigned_devices(self.engine)
         except OperationalError as exc:
             raise StoreError(f"cannot open the results store {redact(url)}: "
@@ -168,14 +173,17 @@ class Store(DeviceRecords):
                         max_steps: int | None = None,
                         max_seconds: float | None = None,
                         images: dict[str, tuple[str, str]] | None = None,
-                        division: str | None = None) -> Campaign:
+                        division: str | None = None, retries: int = 1,
+                        retry_anywhere: bool = False) -> Campaign:
         """Expand benchmarks x devices x runs into queued jobs, in dispatch order.
         ``images``: agent id -> (container image, its pinned sha256) its jobs run in
-        (absent: natively)."""
+        (absent: natively). ``retries``: new attempts a lost or infrastructure-failed run gets
+        (controller.attempts), on its own device or, ``retry_anywhere``, any of its profile."""
         now = time.time()
         cid = time.strftime("c%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(2)
         campaign = Campaign(id=cid, created_at=now, benchmarks=benchmarks, mode=mode, runs=runs,
-                            devices=selector, params=params)
+                            devices=selector, params=params, retries=retries,
+                            retry_anywhere=retry_anywhere)
         with self.tx() as s:
             s.add(campaign)
             n = 0
@@ -189,7 +197,8 @@ class Store(DeviceRecords):
                                   seed=seed_base + run - 1, params=params, max_steps=max_steps,
                                   max_seconds=max_seconds, state=JobState.QUEUED.value,
                                   image=image, image_digest=digest, division=division,
-                                  log_lines=0, created_at=now + n * 1e-6, updated_at=now))
+                                  log_lines=0, attempt=1, superseded=False, state_since=now,
+                                  created_at=now + n * 1e-6, updated_at=now))
         return campaign
 
     def campaigns(self) -> list[Campaign]:
@@ -201,20 +210,28 @@ class Store(DeviceRecords):
             return s.get(Campaign, campaign_id)
 
     def progress(self, campaign_id: str) -> Counter[str]:
-        """How many of a campaign's jobs are in each state."""
+        """How many of a campaign's runs are in each state (their latest attempts)."""
         with self.tx() as s:
-            rows = s.execute(select(Job.state, func.count()).where(Job.campaign_id == campaign_id)
-                             .group_by(Job.state))
+            rows = s.execute(select(Job.state, func.count()).where(
+                Job.campaign_id == campaign_id,
+                or_(Job.superseded.is_(None), Job.superseded.is_(False))).group_by(Job.state))
             return Counter({state: n for state, n in rows})
 
     def close_finished_campaigns(self) -> list[str]:
-        """Mark active campaigns whose jobs all ended as done; return their ids."""
+        """Mark active campaigns whose jobs all ended as done; return their ids. (A run that
+        will be retried already has its next attempt queued, so it is not ended.)"""
         closed = []
         with self.tx() as s:
             for c in s.scalars(select(Campaign).where(Campaign.state == "active")):
                 open_jobs = s.scalar(select(func.count()).where(
                     Job.campaign_id == c.id, Job.state.not_in(FINISHED)))
-                if open_jobs == 0:
+                # A lost run with retries left is not ended: it is retried once it stays lost
+                # past the grace (or comes back).
+                awaiting = s.scalar(select(func.count()).where(
+                    Job.campaign_id == c.id, Job.state == JobState.LOST.value,
+                    or_(Job.superseded.is_(None), Job.superseded.is_(False)),
+                    func.coalesce(Job.attempt, 1) <= func.coalesce(c.retries, 1)))
+                if open_jobs == 0 and awaiting == 0:
                     c.state, c.finished_at = "done", time.time()
                     closed.append(c.id)
         return closed
@@ -235,12 +252,15 @@ class Store(DeviceRecords):
 
     # -- jobs --------------------------------------------------------------------------------
     def claim_dispatches(self) -> list[Dispatch]:
-        """For every online device with nothing active, assign its oldest queued job."""
+        """For every online device with nothing active, assign its oldest queued job; a device
+        left idle takes a retry of a campaign that allows any device of the same profile whose
+        own device is away."""
         out = []
         with self.tx() as s:
             busy = set(s.scalars(select(Job.agent_id).where(Job.state.in_(ACTIVE))))
-            online = s.scalars(select(Device.agent_id).where(Device.state == "online",
-                                                             Device.key.is_not(None)))
+            online = {d.agent_id: d for d in s.scalars(select(Device).where(
+                Device.state == "online", Device.key.is_not(None)))}
+            idle = []
             for agent_id in online:
                 if agent_id in busy:
                     continue
@@ -250,6 +270,32 @@ class Store(DeviceRecords):
                 if job is not None:
                     self._move(s, job, JobState.ASSIGNED, "controller", None)
                     out.append(Dispatch(job, agent_id))
+                else:
+                    idle.append(online[agent_id])
+            if idle:
+                out += self._reassign_retries(s, idle, online)
+        return out
+
+    def _reassign_retries(self, s: Session, idle: list[Device],
+                          online: dict[str, Device]) -> list[Dispatch]:
+        out = []
+        waiting = s.scalars(select(Job).join(Campaign, Campaign.id == Job.campaign_id).where(
+            Job.state == JobState.QUEUED.value, Job.attempt > 1,
+            Campaign.retry_anywhere.is_(True)).order_by(Job.created_at))
+        for job in waiting:
+            if job.agent_id in online or not idle:
+                continue                           # its own device is here: it waits for it
+            own = s.get(Device, job.agent_id)
+            profile = ((own.capabilities if own else None) or {}).get("profile")
+            for dev in idle:
+                caps = dev.capabilities or {}
+                if caps.get("profile") == profile and job.benchmark in caps.get("benchmarks", []):
+                    idle.remove(dev)
+                    job.detail = f"attempt {job.attempt}, moved from {job.agent_id}"
+                    job.agent_id = dev.agent_id
+                    self._move(s, job, JobState.ASSIGNED, "controller", job.detail)
+                    out.append(Dispatch(job, dev.agent_id))
+                    break
         return out
 
     def job(self, job_id: str) -> Job | None:
@@ -268,18 +314,24 @@ class Store(DeviceRecords):
             return list(s.scalars(select(Job).where(Job.agent_id == agent_id,
                                                     Job.state.in_(ACTIVE))))
 
-    def fail_assigned(self, job_id: str, agent_id: str, source: str, reason: str) -> bool:
+    def fail_assigned(self, job_id: str, agent_id: str, source: str, reason: str,
+                      retryable: bool = False) -> bool:
         """An assigned job that will never run: the device refused the assignment (too late,
         wrong clock, over a bound) or it could not be sent. False when the job is not
-        assigned to that device."""
+        assigned to that device. ``retryable``: the campaign may try it again."""
         with self.tx() as s:
             job = s.get(Job, job_id)
             if job is None or job.agent_id != agent_id or job.state != JobState.ASSIGNED.value:
                 return False
             self._move(s, job, JobState.FAILED, source, reason)
+            if retryable:
+                self._maybe_retry(s, job, reason)
             return True
 
     def mark_lost(self, job_id: str, reason: str) -> bool:
+        """The job's device went away: the job is lost. It is retried (if the campaign allows)
+        only when it stays lost a while (``retry_lost``): a device cut off by a broker outage
+        comes back still on it."""
         with self.tx() as s:
             job = s.get(Job, job_id)
             if job is None or job.state not in ACTIVE:
@@ -327,8 +379,11 @@ class Store(DeviceRecords):
                              to_state=ev.state.value if ev.state else None, source="agent",
                              detail=detail))
             if moved is not None:
-                job.state, job.updated_at = moved.value, time.time()
+                now = time.time()
+                job.state, job.updated_at, job.state_since = moved.value, now, now
                 job.detail = ev.detail or job.detail
+                if current is JobState.LOST and job.superseded:
+                    self._late_result(s, job)     # back from a cut: withdraw an unsent retry
             return moved
 
     def store_result(self, result: JobResult) -> bool:
@@ -359,6 +414,10 @@ class Store(DeviceRecords):
             if not current.terminal:
                 for step in path(current, result.final_state):
                     self._move(s, job, step, "result", result.error if step.terminal else None)
+            if job.superseded:
+                self._late_result(s, job)
+            elif result.status != "done" and result.retryable:
+                self._maybe_retry(s, job, result.error or result.status)
             return True
 
     def results(self, campaign_id: str | None = None) -> list[tuple[Job, Result | None, str]]:
@@ -386,9 +445,10 @@ class Store(DeviceRecords):
     def _move(s: Session, job: Job, new: JobState, source: str, detail: str | None) -> None:
         current = JobState(job.state)
         transition(current, new)
-        s.add(Transition(job_id=job.id, at=time.time(), from_state=current.value,
+        now = time.time()
+        s.add(Transition(job_id=job.id, at=now, from_state=current.value,
                          to_state=new.value, source=source, detail=detail))
-        job.state, job.updated_at = new.value, time.time()
+        job.state, job.updated_at, job.state_since = new.value, now, now
         if detail:
             job.detail = detail
 

@@ -140,7 +140,9 @@ def refusal_dict(r: AgentRefusal) -> dict[str, Any]:
 def result_dict(job: Job, result: Result | None, device: str) -> dict[str, Any]:
     return {"campaign_id": job.campaign_id, "job_id": job.id, "device": device,
             "agent_id": job.agent_id, "benchmark": job.benchmark, "mode": job.mode,
-            "run": job.run_index, "seed": job.seed, "state": job.state, "detail": job.detail,
+            "run": job.run_index, "attempt": job.attempt or 1, "retry_of": job.retry_of,
+            "superseded": bool(job.superseded), "seed": job.seed, "state": job.state,
+            "detail": job.detail,
             "result": result.payload if result else None,
             **power_fields(result.payload if result else None)}
 
@@ -200,7 +202,11 @@ def results_table(rows: list[tuple[Job, Result | None, str]], title: str) -> Tab
             f"{job.state}: {payload.error}"                 # whole: the fix is often at the end
         color = {"done": "green", "failed": "red", "lost": "red", "cancelled": "yellow"}.get(
             job.state, "cyan")
-        table.add_row(Text(device), job.benchmark, job.mode, str(job.run_index),
+        if job.superseded:                         # history: a later attempt answers the run
+            status, color = f"{status} (retried)", "dim"
+        run = str(job.run_index) + (f" (attempt {job.attempt})" if (job.attempt or 1) > 1
+                                    else "")
+        table.add_row(Text(device), job.benchmark, job.mode, run,
                       Text(status, style=color), time_cell(job, result),
                       "-" if out is None or out.quality is None
                       else Text(f"{out.target.metric} {out.quality:.4f}"),

@@ -186,7 +186,7 @@ class Agent:
                  env: dict | None = None) -> None:
         self.name = name
         self.work_dir = work_dir
-        self.log_path = work_dir.parent / f"{name}.log"
+        self.log_path = work_dir.parent / f"{work_dir.name}.log"
         work_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
@@ -220,8 +220,9 @@ def agents(tmp_path) -> Iterator[callable]:
     (killed after); ``env`` replaces the environment (e.g. ``without_token()``)."""
     started: list[Agent] = []
 
-    def start(broker_url: str, name: str, *extra: str, env: dict | None = None) -> Agent:
-        agent = Agent(broker_url, name, tmp_path / "agents" / name, *extra, env=env)
+    def start(broker_url: str, name: str, *extra: str, env: dict | None = None,
+              work_dir: Path | None = None) -> Agent:
+        agent = Agent(broker_url, name, work_dir or tmp_path / "agents" / name, *extra, env=env)
         started.append(agent)
         return agent
 

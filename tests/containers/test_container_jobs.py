@@ -4,6 +4,7 @@ with the image digest; pulling from the registry; OOM kills and cancellation rep
 import json
 import secrets
 import threading
+import time
 import uuid
 
 import pytest
@@ -250,3 +251,40 @@ def test_what_a_container_writes_back_is_untrusted(hostile_image, tmp_path, seed
     assert result.status == "failed" and complaint in result.error, result.error
     assert result.outcome is None
     assert "root:" not in (result.error or "")                       # /etc/shadow not read
+
+
+def test_a_container_left_by_a_killed_agent_is_removed_before_the_next_job(
+        env, agents, mosquitto, cpu_image, engine, tmp_path):
+    """SIGKILL the agent mid-job: its container runs on. The restarted agent removes it
+    before it takes anything, and the retried run has the device to itself."""
+    from tests.integration.conftest import Serve
+
+    serve = Serve(env, tmp_path / "serve.log")
+    try:
+        agent = agents(mosquitto.url, "boxed-k", "--prefix", env["MLPERF_PREFIX"])
+        wait_for(lambda: (devices(env).get("boxed-k") or {}).get("state") == "online", 60,
+                 interval_s=0.5, what="agent online")
+        queued = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "boxed-k",
+                     "--image", cpu_image["tag"], "--set", "learning_rate=1e-9", "--set",
+                     "max_epochs=60", "--detach", "--json", env=env, check=True)
+        cid = json.loads(queued.stdout)["campaign_id"]
+        label = {"label": "io.mlperf-edge.agent=boxed-k"}
+        wait_for(lambda: engine.containers.list(filters=label), 180, what="the container")
+        agent.kill()
+        time.sleep(2)
+        assert engine.containers.list(filters=label), "the container outlives its agent"
+        again = agents(mosquitto.url, "boxed-k", "--prefix", env["MLPERF_PREFIX"])
+        wait_for(lambda: "removing container" in again.log, 120, what="the leftover removed")
+        most = 0
+        while json.loads(cli("mlperf-controller", "campaigns", "--json", env=env,
+                             check=True).stdout)[-1]["state"] != "done":
+            most = max(most, len(engine.containers.list(all=True, filters=label)))
+            time.sleep(0.5)
+        assert most <= 1                                       # never two at once
+        rows = json.loads(cli("mlperf-controller", "results", "--campaign", cid, "--json",
+                              env=env, check=True).stdout)
+        counted = [r for r in rows if not r["superseded"]]
+        assert len(counted) == 1 and counted[0]["state"] == "done"
+        assert not engine.containers.list(all=True, filters=label)
+    finally:
+        serve.stop()

@@ -108,3 +108,41 @@ class Peer:
     def mllog(self, job_id: str) -> list[str]:
         with self._lock:
             return [line for e in self.events if e.job_id == job_id for line in e.mllog]
+
+
+class SilentAgent:
+    """A device that enrols (with the session's token) and heartbeats like an agent, but
+    never takes a job: what a controller sees when assignments vanish on the way."""
+
+    def __init__(self, url: str, prefix: str, name: str) -> None:
+        from agent.identity import enrolment_proof
+        from agent.protocol import Capabilities, Heartbeat
+
+        self.topics, self.seq, self.name = Topics(prefix), Sequence(), name
+        self.identity = Identity.generate()
+        session = secrets.token_hex(8)
+        self.link = Link(url, f"silent-{secrets.token_hex(3)}", self.topics,
+                         identity=self.identity, gate=AnySigned())
+        self.link.connect(10)
+        caps = Capabilities(hostname=name, os="Linux", arch="x86_64", cpu_count=2,
+                            memory_total_bytes=1 << 30, python="3.11", benchmarks=["ncf"],
+                            agent_version="test")
+        status = AgentStatus(agent_id=name, name=name, state="online", boot=1, session=session,
+                             heartbeat_s=1, capabilities=caps, **self.seq(),
+                             enrolment=enrolment_proof(os.environ["MLPERF_ENROL_TOKEN"], name,
+                                                       self.identity.public_b64))
+        self.link.publish(self.topics.agent_status(name), status, retain=True)
+        self._stop = threading.Event()
+
+        def beat() -> None:
+            while not self._stop.wait(1.0):
+                self.link.publish(self.topics.agent_heartbeat(name), Heartbeat(
+                    agent_id=name, boot=1, session=session, cpu_percent=1.0,
+                    memory_percent=1.0, **self.seq()))
+
+        self._thread = threading.Thread(target=beat, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.link.close()
