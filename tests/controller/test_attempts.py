@@ -9,7 +9,7 @@ import pytest
 from agent.protocol import JobState
 from controller.errors import StoreError
 from controller.leases import ASSIGNED_S
-from tests.controller.test_store import online, result, store  # noqa: F401  (fixtures)
+from tests.controller.test_store import online, result
 
 MOVE = (JobState.ACCEPTED, JobState.PREPARING, JobState.RUNNING)
 
