@@ -271,7 +271,7 @@ def retry(target: Annotated[str, typer.Argument(
           db: Db = None, config: ConfigFile = None) -> None:
     """Run again a failed, lost or cancelled job -- or every such run of a campaign -- as a
     new attempt (whatever the campaign's --retries); the earlier attempt is kept as history.
-    A running `serve` dispatches it; else `mlperf-controller serve` or `run` will."""
+    `mlperf-controller serve` dispatches it (start one if none runs)."""
     _, store = open_settings(config, db=db, create=False)
     for job in store.retry(target):
         err.print(f"queued {job.id} (attempt {job.attempt} of {job.retry_of}) on "

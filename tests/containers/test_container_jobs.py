@@ -260,6 +260,7 @@ def test_a_container_left_by_a_killed_agent_is_removed_before_the_next_job(
     from tests.integration.conftest import Serve
 
     serve = Serve(env, tmp_path / "serve.log")
+    serve.ready()
     try:
         agent = agents(mosquitto.url, "boxed-k", "--prefix", env["MLPERF_PREFIX"])
         wait_for(lambda: (devices(env).get("boxed-k") or {}).get("state") == "online", 60,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, cli
+from tests.conftest import BIN, cli, wait_for
 
 
 @pytest.fixture
@@ -38,6 +38,12 @@ class Serve:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def ready(self, timeout_s: float = 60.0) -> None:
+        """Wait until it serves (its store exists, its presence is out)."""
+        wait_for(lambda: "serving " in self.log or self.proc.poll() is not None, timeout_s,
+                 interval_s=0.2, what="serve to start")
+        assert self.proc.poll() is None, self.log[-2000:]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -48,6 +54,7 @@ class Serve:
 @pytest.fixture
 def serve(env, tmp_path) -> Iterator[Serve]:
     running = Serve(env, tmp_path / "serve.log")
+    running.ready()
     yield running
     running.stop()
 

@@ -47,6 +47,7 @@ def test_a_result_finished_during_a_broker_outage_is_stored_once_both_are_back(
     env = {"MLPERF_BROKER": own_mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'l.db'}",
            "MLPERF_PREFIX": f"t{secrets.token_hex(3)}/v2"}
     serve = Serve(env, tmp_path / "serve.log")
+    serve.ready()
     try:
         # The resend timer is an hour: only the resend on the controller's return can help.
         agent = agents(own_mosquitto.url, "edge-o", "--prefix", env["MLPERF_PREFIX"],
@@ -73,6 +74,7 @@ def test_an_assignment_that_is_never_taken_expires_and_is_retried(env, mosquitto
     from tests.integration.helpers import SilentAgent
 
     serve = Serve({**env, "MLPERF_ASSIGN_TIMEOUT": "3"}, tmp_path / "serve.log")
+    serve.ready()
     silent = SilentAgent(mosquitto.url, env["MLPERF_PREFIX"], "silent-1")
     try:
         wait_for(lambda: devices(env).get("silent-1", {}).get("state") == "online", 30,
@@ -109,8 +111,7 @@ def test_sigkill_mid_job_the_leftover_run_is_ended_and_the_run_retried(env, serv
     agent = agents(mosquitto.url, "edge-k", "--prefix", prefix)
     wait_for(lambda: devices(env).get("edge-k", {}).get("state") == "online", 60,
              interval_s=0.5, what="edge-k online")
-    cid = detach(env, "--devices", "edge-k", "--set", "learning_rate=1e-9",
-                 "--set", "max_epochs=400")
+    cid = detach(env, "--devices", "edge-k", *LONG)
     first = f"{cid}-0001"
     wait_for(lambda: results(env, cid)[0]["state"] == "running", 120, interval_s=0.5,
              what="the job running")

@@ -199,8 +199,8 @@ def test_an_agent_of_the_old_schema_is_told_apart(own_mosquitto, tmp_path):
 
     env = {"MLPERF_BROKER": own_mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'l.db'}"}
     serve = Serve(env, tmp_path / "serve.log")               # the default prefix
+    serve.ready()
     try:
-        wait_for(lambda: "serving" in serve.log, 30, what="serve up")
         mallory = Mallory(own_mosquitto.url, "mlperf/v1")
         mallory.raw("mlperf/v1/agents/old-pi/status", json.dumps(
             {"schema": 1, "seq": 0, "sent_at": 1.0, "job_id": None, "agent_id": "old-pi",
