@@ -27,8 +27,10 @@ test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
 	   (apt-get update -qq && apt-get install -y -qq postgresql))
-	@# Container tests: Debian's engine (20.10), registry and debootstrap (base image, no pulls).
-	@for pkg in dockerd:docker.io docker-registry:docker-registry debootstrap:debootstrap; do \
+	@# Container tests: Debian's engine (20.10), registry and debootstrap (base image, no pulls);
+	@# the report test renders its page in Debian's headless chromium.
+	@for pkg in dockerd:docker.io docker-registry:docker-registry debootstrap:debootstrap \
+	  chromium:chromium; do \
 	  command -v $${pkg%%:*} >/dev/null 2>&1 || test -x /usr/sbin/$${pkg%%:*} || \
 	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${pkg#*:} >/dev/null 2>&1 || \
 	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${pkg#*:})) \

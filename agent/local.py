@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent import mllog
-from agent.display import quality_text
+from agent.display import THROUGHPUT_DEFINITION, quality_text, significant
 from agent.envelope import encode
 from agent.errors import JobError
 from agent.jobs import JobExecution, Workspace, validate
@@ -94,7 +94,8 @@ def print_result(result: JobResult, work_dir, console: Console) -> None:
             table.add_row("time to target", f"{out.time_to_target_s:.2f} s ({out.mode} target; "
                                             "not an MLPerf result)")
         if out.throughput_samples_per_s is not None:
-            table.add_row("throughput", f"{out.throughput_samples_per_s:,.0f} samples/s (measured)")
+            table.add_row("throughput", f"{significant(out.throughput_samples_per_s)} samples/s "
+                                        f"(measured; {THROUGHPUT_DEFINITION})")
         if out.projection is not None:
             table.add_row("projected time to train",
                           f"{out.projection.time_to_train_s:,.0f} s -- PROJECTION: "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import socket
 from importlib import metadata
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from agent.identity import machine_id
 from agent.protocol import Capabilities
 
 
@@ -37,7 +39,33 @@ def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | N
         benchmarks=sorted(benchmarks),
         accelerators=accelerators(root),
         agent_version=package_version("mlperf-edge") or "unknown",
+        cpu_model=cpu_model(root),
+        host_id=host_id(),
     )
+
+
+def cpu_model(root: Path = Path("/")) -> str | None:
+    """The processor's name from /proc/cpuinfo ('model name' on x86, 'Model' or the core's
+    part on Arm boards), else what the platform module says."""
+    try:
+        text = (Path(root) / "proc/cpuinfo").read_text(errors="replace")[:200_000]
+    except OSError:
+        text = ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and value.strip():
+            fields.setdefault(key.strip().lower(), value.strip())
+    name = fields.get("model name") or fields.get("model") or fields.get("hardware") \
+        or platform.processor() or None
+    return name[:255] if name else None
+
+
+def host_id() -> str | None:
+    """A hash of the machine id (never the id itself): agents on one host report the same."""
+    machine = machine_id()
+    return hashlib.sha256(f"mlperf-edge host\n{machine}".encode()).hexdigest()[:16] \
+        if machine else None
 
 
 def accelerators(root: Path = Path("/")) -> list[str]:

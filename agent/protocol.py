@@ -274,6 +274,9 @@ MAX_STEPS = 10 ** 9
 MAX_SECONDS = 30 * 24 * 3600.0
 MAX_PARAMS = 64
 
+#: Points of a power trace on the wire (a plot needs no more).
+MAX_TRACE_POINTS = 600
+
 STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False,
                     populate_by_name=True)
 
@@ -310,6 +313,10 @@ class Capabilities(BaseModel):
                                 description="matched device profile")
     container_engine: str | None = Field(default=None, max_length=128, description=(
         "e.g. 'docker 20.10.24'; None: jobs run natively"))
+    cpu_model: str | None = Field(default=None, max_length=255, description=(
+        "the processor's model name, e.g. 'Cortex-A76' or 'Intel(R) Xeon(R) ...'"))
+    host_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$", description=(
+        "a hash of the machine id: two agents with the same one share a host (and its power)"))
 
 
 class AgentStatus(Message):
@@ -542,6 +549,16 @@ class Cooldown(BaseModel):
     reached: bool
 
 
+class PowerTrace(BaseModel):
+    """The headline power over the window, averaged per bin (energy difference / bin width),
+    for plots: ``t_s`` are bin ends in seconds from the window's start."""
+
+    model_config = STRICT
+
+    t_s: list[float] = Field(max_length=MAX_TRACE_POINTS)
+    power_w: list[float] = Field(max_length=MAX_TRACE_POINTS)
+
+
 class PowerReport(BaseModel):
     """Energy over a window (the MLLOG timed window for a job): a headline ``total``, per
     scope and per source, each measured or estimated. ``status`` ``none``: nothing measured
@@ -567,6 +584,12 @@ class PowerReport(BaseModel):
     unavailable: list[Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=list, max_length=64,
         description="sources present but unreadable, with the fix")
+    trace: PowerTrace | None = None
+    baseline_cpu_percent: float | None = Field(default=None, ge=0, le=100, description=(
+        "the host's CPU use while the idle baseline was taken (a busy host: a wrong baseline)"))
+    doubts: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list, max_length=16, description=(
+            "why these figures should not be trusted; a doubted estimate is never scored"))
 
 
 class JobResult(Message):

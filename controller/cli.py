@@ -153,7 +153,8 @@ def run(
 
     Images are pinned by digest when the campaign is made: the image id in this
     workstation's engine, or the registry's digest (REF@sha256:... pins one explicitly)."""
-    from controller import views
+    from controller import results_view
+    from controller import runs as run_records
     from controller.campaign import CampaignRequest, parse_images, run_campaign
 
     settings, store = open_settings(
@@ -172,34 +173,14 @@ def run(
                                 console=err, show_progress=not as_json)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    rows = store.results(campaign.id)
+    rows = run_records.load(store, [campaign.id])
     if as_json:
         print(json.dumps({"campaign_id": campaign.id, "state": campaign.state,
-                          "results": [views.result_dict(*r) for r in rows]}, indent=2))
+                          "results": [results_view.row_dict(r) for r in rows]}, indent=2))
     elif not detach:
-        out.print(views.results_table(rows, f"Campaign {campaign.id}"))
-    if not detach and any(job.state != "done" for job, _, _ in rows if not job.superseded):
+        out.print(results_view.results_table(rows, f"Campaign {campaign.id}"))
+    if not detach and any(r.state != "done" for r in rows if not r.superseded):
         raise typer.Exit(1)
-
-
-@app.command()
-def results(campaign: Annotated[Optional[str], typer.Option(
-                "--campaign", help="Only this campaign (default: all).")] = None,
-            db: Db = None, config: ConfigFile = None, as_json: Json = False) -> None:
-    """Show stored results: device, benchmark, mode, run, status, time-to-train, quality."""
-    from controller import views
-    from controller.errors import StoreError
-
-    _, store = open_settings(config, db=db, create=False)
-    if campaign and store.campaign(campaign) is None:
-        raise StoreError(f"no campaign {campaign!r} (see `mlperf-controller campaigns`)")
-    rows = store.results(campaign)
-    if as_json:
-        print(json.dumps([views.result_dict(*r) for r in rows], indent=2))
-    elif rows:
-        out.print(views.results_table(rows, f"Campaign {campaign}" if campaign else "Results"))
-    else:
-        err.print("no results yet: start one with `mlperf-controller run --benchmarks ncf`")
 
 
 @app.command()
@@ -348,9 +329,16 @@ def broker_config(
         err.print(line, markup=False)
 
 
-from controller.devices_cli import app as _devices_app  # noqa: E402
-from controller.images_cli import app as _images_app  # noqa: E402  (sub-command groups)
+from controller import results_cli as _results_cli  # noqa: E402  (commands in their files)
+from controller.devices_cli import app as _devices_app  # noqa: E402  (sub-command groups)
+from controller.export_cli import export as _export  # noqa: E402
+from controller.images_cli import app as _images_app  # noqa: E402
+from controller.report_cli import report as _report  # noqa: E402
 
+app.command("results")(_results_cli.results)
+app.command("score")(_results_cli.score)
+app.command("report")(_report)
+app.command("export")(_export)
 app.add_typer(_devices_app, name="devices")
 app.add_typer(_images_app, name="images")
 

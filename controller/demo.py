@@ -18,7 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from controller import fleet, views
+from controller import fleet, results_view
+from controller import runs as run_records
 from controller.broker import EmbeddedBroker
 from controller.campaign import CampaignRequest, run_campaign
 from controller.errors import MlperfEdgeError
@@ -63,13 +64,13 @@ def run_demo(runs: int = 2, benchmark: str = "ncf", keep: Path | None = None,
                                                          mode="smoke"), console=progress)
                 finally:
                     _stop(agent)
-            rows = store.results(campaign.id)
-            console.print(views.results_table(rows, f"mlperf-edge demo -- campaign {campaign.id}"))
+            rows = run_records.load(store, [campaign.id])
+            console.print(results_view.results_table(
+                rows, f"mlperf-edge demo -- campaign {campaign.id}"))
             store.close()
         if keep:
             progress.print(f"store, agent log and job output kept in {workdir}")
-        return 0 if rows and all(job.state == "done" for job, _, _ in rows
-                                 if not job.superseded) else 1
+        return 0 if rows and all(r.state == "done" for r in rows if not r.superseded) else 1
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -10,15 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.identity import fingerprint
-from agent.protocol import JobResult
 from controller.models import (
     AgentRefusal,
     Campaign,
     Device,
     Enrolment,
-    Job,
     Rejection,
-    Result,
 )
 
 
@@ -134,87 +131,6 @@ def refusal_dict(r: AgentRefusal) -> dict[str, Any]:
     return {"agent_id": r.agent_id, "at": r.at, "topic": r.topic, "code": r.code,
             "reason": r.reason, "job_id": r.job_id, "verified": r.verified,
             "suppressed": r.suppressed}
-
-
-# -- results ---------------------------------------------------------------------------------
-def result_dict(job: Job, result: Result | None, device: str) -> dict[str, Any]:
-    return {"campaign_id": job.campaign_id, "job_id": job.id, "device": device,
-            "agent_id": job.agent_id, "benchmark": job.benchmark, "mode": job.mode,
-            "run": job.run_index, "attempt": job.attempt or 1, "retry_of": job.retry_of,
-            "superseded": bool(job.superseded), "seed": job.seed, "state": job.state,
-            "detail": job.detail,
-            "result": result.payload if result else None,
-            **power_fields(result.payload if result else None)}
-
-
-def power_fields(payload: dict[str, Any] | None) -> dict[str, Any]:
-    """energy_j/avg_power_w over the timed window (headline scope), with how they were got:
-    power_method is measured, estimated or none (nothing to measure with; figures None)."""
-    power = (payload or {}).get("power") or {}
-    total = power.get("total") or {}
-    return {"energy_j": total.get("energy_j"), "avg_power_w": total.get("avg_power_w"),
-            "power_method": power.get("status"), "power_scope": total.get("scope"),
-            "meets_mlperf_power_rules": power.get("meets_mlperf_power_rules")}
-
-
-def energy_cells(payload: JobResult | None) -> tuple[str, str]:
-    """(energy J, average W) cells: '~' marks an estimate; 'none' says nothing was measured."""
-    power = payload.power if payload else None
-    if power is None:
-        return "-", "-"
-    if power.total is None:
-        return "none", "-"
-    mark = "~" if power.total.method == "estimated" else ""
-    return f"{mark}{power.total.energy_j:,.1f}", f"{mark}{power.total.avg_power_w:.2f}"
-
-
-def time_cell(job: Job, result: Result | None) -> str:
-    """time-to-train: a result only in full mode; smoke shows its time to the smoke target;
-    reduced shows a projection, always marked as one."""
-    if result is None:
-        return "-"
-    out = JobResult.model_validate(result.payload).outcome
-    if out is None:
-        return "-"
-    if out.time_to_train_s is not None:
-        return f"{out.time_to_train_s:.2f}"
-    if out.time_to_target_s is not None:
-        return f"{out.time_to_target_s:.2f} ({out.mode})"
-    if out.projection is not None:
-        return f"~{out.projection.time_to_train_s:,.0f} (projection)"
-    return f"not reached in {out.timed_window_s:.2f}"
-
-
-def results_table(rows: list[tuple[Job, Result | None, str]], title: str) -> Table:
-    table = Table(title=title, caption="time-to-train: measured, MLLOG run_start -> run_stop. "
-                  "smoke: synthetic data, never an MLPerf result. ~: projection, an estimate. "
-                  "energy/avg W: same window, widest scope measured (~: estimated; none: "
-                  "no sensor).")
-    for col, kw in (("device", {}), ("benchmark", {}), ("mode", {}), ("run", {"justify": "right"}),
-                    ("status", {}), ("time-to-train s", {"justify": "right", "no_wrap": True}),
-                    ("quality", {"justify": "right"}), ("target", {}), ("reached", {}),
-                    ("energy J", {"justify": "right"}), ("avg W", {"justify": "right"})):
-        table.add_column(col, **kw)
-    for job, result, device in rows:
-        payload = JobResult.model_validate(result.payload) if result else None
-        out = payload.outcome if payload else None
-        status = job.state if not payload or not payload.error else \
-            f"{job.state}: {payload.error}"                 # whole: the fix is often at the end
-        color = {"done": "green", "failed": "red", "lost": "red", "cancelled": "yellow"}.get(
-            job.state, "cyan")
-        if job.superseded:                         # history: a later attempt answers the run
-            status, color = f"{status} (retried)", "dim"
-        run = str(job.run_index) + (f" (attempt {job.attempt})" if (job.attempt or 1) > 1
-                                    else "")
-        table.add_row(Text(device), job.benchmark, job.mode, run,
-                      Text(status, style=color), time_cell(job, result),
-                      "-" if out is None or out.quality is None
-                      else Text(f"{out.target.metric} {out.quality:.4f}"),
-                      "-" if out is None else
-                      f"{'>=' if out.target.direction == 'max' else '<='} {out.target.value:g}",
-                      "-" if out is None else ("yes" if out.reached_target else "no"),
-                      *energy_cells(payload))
-    return table
 
 
 # -- campaigns -------------------------------------------------------------------------------

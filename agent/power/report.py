@@ -9,7 +9,14 @@ from itertools import pairwise
 
 from agent.power.base import SensorKind
 from agent.power.sampler import Sampler, Trace
-from agent.protocol import Cooldown, PowerReport, ScopePower, SourcePower
+from agent.protocol import (
+    MAX_TRACE_POINTS,
+    Cooldown,
+    PowerReport,
+    PowerTrace,
+    ScopePower,
+    SourcePower,
+)
 
 RULE_MIN_SAMPLES = 60
 RULE_MIN_RATE_HZ = 1.0
@@ -113,7 +120,24 @@ def build(sampler: Sampler, a: float, b: float, *, window: str = "timed",
                            + (f" ({problems})" if problems else ""), **common), []
     met, detail = rules(total)
     return PowerReport(status=total.method, total=total, meets_mlperf_power_rules=met,
-                       rules_detail=detail, **common), total_traces
+                       rules_detail=detail, trace=power_trace(total_traces, a, b, sampler),
+                       **common), total_traces
+
+
+def power_trace(traces: list[Trace], a: float, b: float, sampler: Sampler,
+                points: int = MAX_TRACE_POINTS) -> PowerTrace | None:
+    """The summed power of ``traces`` over [a, b] in at most ``points`` bins, each bin's energy
+    over its width (so the trace integrates to the report's energy); no finer than the
+    readings themselves."""
+    if not traces or b <= a:
+        return None
+    n = max(1, min(points, max(len(tr.t) for tr in traces) - 1))
+    edges = [a + (b - a) * k / n for k in range(n + 1)]
+    with sampler.lock:
+        energy = [sum(tr.energy_at(x) or 0.0 for tr in traces) for x in edges]
+    return PowerTrace(t_s=[round(y - a, 3) for y in edges[1:]],
+                      power_w=[float(f"{(e1 - e0) / (y - x):.4g}")
+                               for (x, y), (e0, e1) in zip(pairwise(edges), pairwise(energy))])
 
 
 def rules(total: ScopePower) -> tuple[bool, str]:

@@ -153,4 +153,8 @@ def finish_run(out_dir: Path, **fields: Any) -> int:
     say(f"run_stop {result['status']}: {target['metric']} {got} (target {target['value']}), "
         f"{result['stop_reason']}, {result['timed_window_s']:.2f} s timed; "
         f"result in {out_dir / 'result.json'}")
+    if result["throughput_samples_per_s"] is not None:
+        say(f"training throughput {result['throughput_samples_per_s']:,.4g} samples/s (per "
+            "second of training, data loading included; evaluation and the first step "
+            "excluded): the figure result.json and the controller show")
     return 0

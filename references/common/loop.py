@@ -149,5 +149,5 @@ def _one_epoch(log: MLLog, out: LoopResult, epoch: int, batches, step, batch_siz
     out.epoch_times_s.append(epoch_s)
     mean_loss = float("nan") if loss_sum is None else loss_sum.item() / max(1, epoch_steps)
     say(f"epoch {epoch}: loss {mean_loss:.4f}, train {epoch_s:.2f} s "
-        f"({epoch_samples / epoch_s:,.1f} samples/s)")
+        f"({epoch_samples / epoch_s:,.1f} samples/s this epoch, data loading included)")
     return None

@@ -6,8 +6,11 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 from agent.leftovers import RunningMarker, reap
 from agent.protocol import JobAssignment
+from tests.conftest import wait_for
 
 JOB = JobAssignment(job_id="c1-0001", campaign_id="c1", benchmark="ncf", mode="smoke",
                     run_index=1, seed=1, seq=0, sent_at=0.0)
@@ -16,6 +19,8 @@ JOB = JobAssignment(job_id="c1-0001", campaign_id="c1", benchmark="ncf", mode="s
 def test_a_silent_leftover_run_is_ended_and_its_job_named(tmp_path):
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                                "references", "run"], start_new_session=True)
+    # Until the child has exec'd, its command line is pytest's: not a run to end.
+    wait_for(lambda: "references" in psutil.Process(orphan.pid).cmdline(), 15, what="exec")
     marker = RunningMarker(tmp_path)
     marker.begin(JOB)
     marker.started(pid=orphan.pid)

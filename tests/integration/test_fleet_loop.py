@@ -39,6 +39,17 @@ def test_campaign_on_two_devices_then_last_will(env, serve, agents, mosquitto):
     stored = json.loads(cli("mlperf-controller", "results", "--campaign",
                             campaign["campaign_id"], "--json", env=env, check=True).stdout)
     assert [r["job_id"] for r in stored] == [r["job_id"] for r in rows]
+    # Both agents run on this one host: where their power windows overlapped, each estimate
+    # covers both and is doubted; where they did not, it stands.
+    windows = {r["job_id"]: r["result"]["power"] for r in stored}
+    for r in stored:
+        p = windows[r["job_id"]]
+        if p["status"] == "none":
+            continue
+        overlap = any(q["status"] != "none" and o["device"] != r["device"]
+                      and q["start_ms"] < p["stop_ms"] and p["start_ms"] < q["stop_ms"]
+                      for o in stored for q in [windows[o["job_id"]]])
+        assert overlap == any("shared host" in d for d in r["power_doubts"]), r["job_id"]
     table = cli("mlperf-controller", "results", env=env, check=True).stdout
     assert "edge-a" in table and "smoke" in table and "reached" in table
 

@@ -79,6 +79,8 @@ def test_a_job_result_carries_the_power_report_and_the_power_events(tmp_path):
     assert 10.0 < package.avg_power_w < 20.0             # running ~15 W
     assert package.net_energy_j == pytest.approx(
         package.energy_j - package.baseline_power_w * rep.duration_s)
+    assert 0.0 <= rep.baseline_cpu_percent <= 100.0       # judged: was the host idle?
+    assert rep.trace is not None and rep.trace.t_s[-1] == pytest.approx(rep.duration_s, abs=0.01)
     rules_met = total.samples >= 60 and total.rate_hz >= 1.0
     assert rep.meets_mlperf_power_rules == rules_met
     assert rep.rules_detail.startswith(f"{total.samples} samples at ")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from agent.protocol import JobResult, PowerReport, ScopePower, Sequence
-from controller import views
+from controller import results_view, runs
 from controller.store import Store
 from tests.controller.test_store import online
 
@@ -38,9 +38,9 @@ def test_energy_columns_and_json_fields(tmp_path):
                 campaign_id=job.campaign_id, benchmark=job.benchmark, mode=job.mode,
                 run_index=job.run_index, status="done", started_at=1.0, finished_at=2.0,
                 power=reports[job.agent_id], **seq()))
-        rows = store.results()
+        rows = runs.load(store)
         assert len(rows) == 4
-        by_device = {r["device"]: r for r in (views.result_dict(*row) for row in rows)}
+        by_device = {r["device"]: r for r in (results_view.row_dict(row) for row in rows)}
         assert by_device["orin"]["energy_j"] == 1234.5
         assert by_device["orin"]["power_method"] == "measured"
         assert by_device["orin"]["meets_mlperf_power_rules"] is True
@@ -50,13 +50,13 @@ def test_energy_columns_and_json_fields(tmp_path):
         assert by_device["orin"]["result"]["power"]["total"]["scope"] == "board"
 
         console = Console(width=250, record=True)
-        console.print(views.results_table(rows, "Results"))
+        console.print(results_view.results_table(rows, "Results"))
         text = console.export_text()
-        lines = {line.split("│")[1].strip(): line for line in text.splitlines()
-                 if line.startswith("│") and line.split("│")[1].strip()}
-        assert "1,234.5" in lines["orin"] and "6.25" in lines["orin"]
-        assert "~1,234.5" in lines["pi"] and "~6.25" in lines["pi"]
-        assert "none" in lines["vm"] and "1,234.5" not in lines["vm"]
+        lines = {line.split("│")[3].strip(): line for line in text.splitlines()
+                 if line.startswith("│") and line.split("│")[3].strip()}
+        assert "1,234" in lines["orin"] and "6.25" in lines["orin"]
+        assert "~1,234" in lines["pi"] and "~6.25" in lines["pi"]
+        assert "none" in lines["vm"] and "1,234" not in lines["vm"]
         assert "energy J" in text and "avg W" in text
     finally:
         store.close()
