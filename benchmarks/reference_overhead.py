@@ -117,11 +117,10 @@ def sentiment_pair(steps: int):
     cfg = registry.get("sentiment").make_config(
         "smoke", {"embedding_dim": "128", "filters": "128", "synthetic_reviews": str(64 * steps)})
     data = sdata.load(cfg, None, seed=0)
-    batches = list(sdata.batches(data.train, 64, max(cfg.filter_sizes),
-                                 np.random.default_rng(0)))[:steps]
+    batches = list(sdata.batches(data.train, 64, np.random.default_rng(0)))[:steps]
     n = sum(len(b[2]) for b in batches)
     torch.manual_seed(0)
-    base = SeqCNN(len(data.vocab), cfg.embedding_dim, cfg.filters, cfg.filter_sizes)
+    base = SeqCNN(len(data.vocab) + 1, cfg.embedding_dim, cfg.filters, cfg.filter_sizes)
     loss_fn = nn.CrossEntropyLoss()
 
     def harness():

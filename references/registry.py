@@ -107,6 +107,30 @@ _SPECS = (
         entry_point="references.sentiment.train:main",
         data_check="references.sentiment.data:check_data_dir",
     ),
+    ReferenceSpec(
+        name="deepspeech2",
+        title="Speech recognition: DeepSpeech2 on LibriSpeech, WER target "
+              "(MLPerf training reference, v0.5 timeframe)",
+        modes=("smoke", "reduced", "full"),
+        data_hint="extracted LibriSpeech folder with <subset>/<speaker>/<chapter>/*.flac and "
+                  "*.trans.txt (train-clean-100/-360, train-other-500, dev-clean, dev-other); "
+                  "smoke needs none",
+        config_class="references.deepspeech2.config:DeepSpeech2Config",
+        entry_point="references.deepspeech2.train:main",
+        data_check="references.deepspeech2.data:check_data_dir",
+    ),
+    ReferenceSpec(
+        name="transformer",
+        title="Translation: Transformer (big) on WMT English-German, uncased BLEU target on "
+              "newstest2014 (MLPerf training v0.5)",
+        modes=("smoke", "reduced", "full"),
+        data_hint="folder with line-aligned train.en/train.de (or the STEM.en/STEM.de pairs "
+                  "named by train_stems) and newstest2014.en/.de or WMT's "
+                  "newstest2014-*src.en.sgm/-*ref.de.sgm; smoke needs none",
+        config_class="references.transformer.config:TransformerConfig",
+        entry_point="references.transformer.train:main",
+        data_check="references.transformer.data:check_data_dir",
+    ),
 )
 _REGISTRY = {spec.name: spec for spec in _SPECS}
 

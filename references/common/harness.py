@@ -108,6 +108,27 @@ def projection(epochs_to_converge: float, epoch_time_s: float | None, basis: str
             "basis": basis}
 
 
+def projection_for(mode: str, verdict: Any, epochs_to_converge: float, reference_epochs: float,
+                   epoch_time_s: float | None, basis: str) -> dict | None:
+    """A reduced run's projection when the data is the MLPerf dataset. On other data the
+    reference's epoch count (``reference_epochs``, measured or assumed on the MLPerf dataset)
+    says nothing, so there is none -- unless the run set its own ``epochs_to_converge``, which
+    is then used and named as such in the basis. Other modes have none."""
+    if mode != "reduced":
+        return None
+    if verdict.is_mlperf:
+        return projection(epochs_to_converge, epoch_time_s, basis)
+    if epochs_to_converge == reference_epochs:
+        say(f"no projection: {reference_epochs:g} epochs to converge is a figure for the MLPerf "
+            f"dataset, and this run's data is {verdict.label} (--set epochs_to_converge=N "
+            "projects with your own count)")
+        return None
+    return projection(epochs_to_converge, epoch_time_s,
+                      f"{epochs_to_converge:g} epochs: set for this run, NOT the reference's "
+                      f"figure ({reference_epochs:g} epochs is for the MLPerf dataset; this "
+                      f"run's data: {verdict.label}) x measured training epoch time")
+
+
 def build_result(*, benchmark: str, mode: str, division: str, target: Target,
                  quality: float | None, success: bool, epochs: int, samples: int,
                  timed_window_s: float, throughput: float | None, epoch_time_s: float | None,

@@ -46,6 +46,7 @@ class NcfKeys:
     MODEL_HP_LOSS_FN = "model_hp_loss_fn"
     EVAL_HP_NUM_USERS = "eval_hp_num_users"
     EVAL_HP_NUM_NEG = "eval_hp_num_neg"
+    INPUT_STEP_EVAL_NEG_GEN = "input_step_eval_neg_gen"   # drawing the evaluation negatives
 
 
 class SentimentKeys:
@@ -66,6 +67,7 @@ class EdgeKeys:
     MODEL_NAME = "mlperf_edge_model"             # e.g. "ResNet-50 v1.5"
     LABEL_SMOOTHING = "model_hp_label_smoothing"
     SGD_MOMENTUM = "sgd_opt_momentum"            # the key MLPerf v0.7+ ResNet logs use
+    INITIAL_EVAL = "mlperf_edge_initial_eval_accuracy"   # NCF: the untrained model, timed
 
 
 class _OnlyMllog(logging.Filter):

@@ -25,11 +25,13 @@ import io
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from references.common import datasets
+from references.common.datasets import Verdict
 from references.common.errors import DatasetError
 
 # -- 1. reading ratings ------------------------------------------------------------------------
@@ -383,10 +385,12 @@ def epoch_batches(split: Split, negatives: int, batch_size: int, rng: np.random.
 class NcfData:
     dataset: str                  # "ml-20m", "ml-1m" or "synthetic (planted latent factors)"
     split: Split
-    eval_items: np.ndarray        # [n_users, eval_negatives], padding id = split.n_items
+    eval_items: np.ndarray | None  # [n_users, eval_negatives], padding id = split.n_items;
+                                   # None until draw_eval_items (inside the timed window)
     n_ratings: int                # ratings read
     dropped_users: int            # users under min_ratings
     dropped_ratings: int
+    verdict: Verdict              # what the ratings turned out to be (result.json's label)
 
 
 SYNTHETIC = "synthetic (planted latent factors)"
@@ -394,17 +398,38 @@ SYNTHETIC = "synthetic (planted latent factors)"
 
 def load(cfg, data_dir: Path | None, say: Callable[[str], None] = lambda s: None) -> NcfData:
     """Read (or generate), filter, split and draw the evaluation set for ``cfg``."""
+    return draw_eval_items(prepare(cfg, data_dir, say), cfg)
+
+
+def draw_eval_items(data: NcfData, cfg) -> NcfData:
+    """``data`` with its fixed evaluation candidates (convert.py's 999 negatives per user, from
+    ``data_seed``). Separate from prepare(): the v0.5 reference draws them inside the timed
+    window (references/ncf/train.py)."""
+    rng = np.random.default_rng(cfg.data_seed)
+    return replace(data, eval_items=eval_negatives(data.split, cfg.eval_negatives, rng))
+
+
+def prepare(cfg, data_dir: Path | None, say: Callable[[str], None] = lambda s: None,
+            check: Callable[[Verdict], None] = lambda v: None) -> NcfData:
+    """Read (or generate) the ratings, identify them by their counts (``check`` sees the
+    verdict first: a refused dataset is refused before any more work), filter and split."""
     if cfg.dataset == "synthetic":
         ratings = synthetic_interactions(
             cfg.synthetic_users, cfg.synthetic_items, cfg.synthetic_factors,
             cfg.synthetic_min_interactions, cfg.synthetic_max_interactions, cfg.data_seed)
-        name = SYNTHETIC
+        name, verdict = SYNTHETIC, datasets.synthetic(SYNTHETIC)
     else:
         check_data_dir(cfg, data_dir)
         fmt = find_ratings(Path(data_dir), prefer=cfg.dataset)
         say(f"reading {Path(data_dir) / fmt.filename}")
         ratings = read_ratings(Path(data_dir) / fmt.filename, fmt)
         name = fmt.name
+        # Counted on the arrays already in memory (~0.1 s for ml-20m): no second read.
+        counts = {"ratings": len(ratings), "users": _distinct(ratings.users),
+                  "items": _distinct(ratings.items)}
+        verdict = datasets.identify("ncf", fmt.name, counts,
+                                    where=f"{fmt.filename} in {Path(data_dir).name}/")
+    check(verdict)
     kept, dropped_users = drop_sparse_users(ratings, cfg.min_ratings)
     if dropped_users:
         say(f"dropped {dropped_users:,} user(s) with fewer than {cfg.min_ratings} ratings "
@@ -413,8 +438,12 @@ def load(cfg, data_dir: Path | None, say: Callable[[str], None] = lambda s: None
         raise DatasetError(f"no user has at least {cfg.min_ratings} ratings "
                            f"({len(ratings):,} ratings read)")
     split = leave_one_out(kept)
-    eval_items = eval_negatives(split, cfg.eval_negatives, np.random.default_rng(cfg.data_seed))
-    return NcfData(name, split, eval_items, len(ratings), dropped_users, len(ratings) - len(kept))
+    return NcfData(name, split, None, len(ratings), dropped_users, len(ratings) - len(kept),
+                   verdict)
+
+
+def _distinct(ids: np.ndarray) -> int:
+    return dense_ids(ids)[1]
 
 
 def find_hint() -> str:

@@ -5,12 +5,33 @@ NVIDIA's: the stride-2 of a downsampling bottleneck sits on its 3x3 convolution,
 ResNet-50 has 3, 4, 6, 3 bottlenecks per stage. The smaller members of the same family used for
 reduced and smoke runs on small devices change only the block counts (ResNet-26: 2, 2, 2, 2;
 ResNet-14: 1, 1, 1, 1) and optionally the width; ``describe()`` names them honestly.
+
+Initialisation follows the v0.5 reference (TensorFlow official/resnet resnet_model.py), not
+torchvision: every convolution kernel ``tf.variance_scaling_initializer(distribution=
+"truncated_normal")`` -- scale 1, fan-in, a normal cut at two standard deviations whose
+standard deviation after the cut is sqrt(1 / fan_in) -- and the classifier
+``tf.layers.dense``'s defaults, Glorot-uniform kernel and zero bias. Batch norm starts at
+gamma 1, beta 0 in both. (Later reference versions draw the classifier from N(0, 0.01); v0.5
+did not. torchvision uses He-normal with fan-out and its own Linear default.)
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
+
+# The standard deviation of a unit normal cut to [-2, 2] (TF's variance_scaling divides by it
+# so that the cut distribution keeps the intended variance).
+TRUNCATED_STD = 0.87962566103423978
+
+
+def init_conv_(weight: torch.Tensor) -> torch.Tensor:
+    """TF's variance_scaling(scale=1, mode="fan_in", distribution="truncated_normal")."""
+    fan_in = weight.shape[1] * math.prod(weight.shape[2:])
+    std = math.sqrt(1.0 / fan_in) / TRUNCATED_STD
+    return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 from references.resnet.config import ARCHS
 
@@ -67,9 +88,12 @@ class ResNet(nn.Module):
             c = width * EXPANSION
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(c, num_classes)
+        # The v0.5 reference's initialisation (see the module docstring).
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                init_conv_(m.weight)
+        nn.init.xavier_uniform_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))

@@ -17,13 +17,13 @@ import torch
 import torch.nn as nn
 from mlperf_logging.mllog import constants as C
 
-from references.common import runtime
+from references.common import datasets, runtime
 from references.common.errors import DatasetError
 from references.common.harness import (
     TimedRun,
     finish_run,
     log_cache_clear,
-    projection,
+    projection_for,
     run_reference,
     say,
 )
@@ -84,7 +84,8 @@ def main(cfg: ResnetConfig, *, mode: str, data_dir: Path | None, out_dir: Path, 
 
 
 def _loaders(cfg: ResnetConfig, data_dir: Path | None, seed: int):
-    """(train batches(epoch), val batches(), n_train, n_val, classes, dataset, files)."""
+    """(train batches(epoch), val batches(), n_train, n_val, classes, verdict, files): the
+    verdict says what the folders hold, by their counts (references/common/datasets.py)."""
     if cfg.dataset == "synthetic":
         xt, yt, xv, yv = rdata.synthetic(cfg, seed)
         gen = torch.Generator().manual_seed(seed)
@@ -100,9 +101,14 @@ def _loaders(cfg: ResnetConfig, data_dir: Path | None, seed: int):
                 yield xv[lo:lo + 256], yv[lo:lo + 256]
 
         return (train, val, len(yt), len(yv), cfg.synthetic_classes,
-                f"synthetic ({cfg.synthetic_classes} planted classes)", None)
+                datasets.synthetic(f"synthetic ({cfg.synthetic_classes} planted classes)"), None)
 
     wnids, train_split, val_split = rdata.scan(data_dir)
+    # Counted from the file lists the scan made anyway: nothing more is read.
+    verdict = datasets.identify(
+        BENCHMARK, "imagenet", {"train images": len(train_split), "classes": len(wnids),
+                                "val images": len(val_split)},
+        where=f"ILSVRC-style folders in {Path(data_dir).name}/")
     workers = cfg.workers if cfg.workers >= 0 else max(0, min(8, runtime.available_cpus() - 1))
     train_set = rdata.ImageDataset(train_split, True, cfg, seed)
     val_set = rdata.ImageDataset(val_split, False, cfg, seed)
@@ -119,7 +125,7 @@ def _loaders(cfg: ResnetConfig, data_dir: Path | None, seed: int):
 
     files = train_split.files + val_split.files
     return (train, lambda: _reraised(val_loader), len(train_split), len(val_split), len(wnids),
-            "imagenet", files)
+            verdict, files)
 
 
 def _reraised(loader):
@@ -138,8 +144,9 @@ def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, o
     target = target_for(BENCHMARK, mode)
     torch.manual_seed(seed)
     # Scanning the folders is cheap and names a wrong one before the MLPerf init.
-    train_batches, val_batches, n_train, n_val, classes, dataset, files = \
+    train_batches, val_batches, n_train, n_val, classes, verdict, files = \
         _loaders(cfg, data_dir, seed)
+    datasets.require_mlperf(verdict, BENCHMARK, mode, division)
 
     # -- init: untimed ------------------------------------------------------------------------
     log_cache_clear(log, files)
@@ -154,10 +161,10 @@ def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, o
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     _log_hyperparameters(log, cfg, model, n_train, n_val)
     say(f"resnet {mode} ({division} division): {model.describe()}, {classes} classes, "
-        f"{n_train:,} training / {n_val:,} validation images ({dataset}), "
+        f"{n_train:,} training / {n_val:,} validation images ({verdict.label}), "
         f"{steps_per_epoch:,} steps of {cfg.batch_size} per epoch; target {target.metric} "
         f">= {target.value}; {threads} thread(s) on {device}")
-    if mode == "full" and dataset != "imagenet":
+    if mode == "full" and not verdict.is_mlperf:
         say("note: the MLPerf target is defined on ImageNet; this run is not comparable")
     log.end(C.INIT_STOP)
 
@@ -191,17 +198,18 @@ def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, o
     basis = (f"{cfg.epochs_to_converge:g} epochs (the v0.5 reference's schedule, "
              "imagenet_main.py train_epochs=90: an upper bound, no convergence epoch is "
              "published) x measured training epoch time; evaluation time excluded")
-    if dataset != "imagenet" or cfg.arch != "resnet50":
-        basis += f"; the epoch count is for ResNet-50 on ImageNet, this run: {model.describe()}" \
-                 f" on {dataset}"
+    if cfg.arch != "resnet50":
+        basis += f"; the epoch count is for ResNet-50 on ImageNet, this run: {model.describe()}"
     return finish_run(
         out_dir, benchmark=BENCHMARK, mode=mode, division=division, target=target,
         quality=out.quality,
         success=out.success, epochs=out.epochs, samples=out.samples,
         timed_window_s=(run_stop_ms - run_start_ms) / 1000.0, throughput=out.throughput(),
         epoch_time_s=epoch_time_s,
-        projection=projection(cfg.epochs_to_converge, epoch_time_s, basis),
-        stop_reason=out.stop_reason, dataset=dataset, cfg=cfg, seed=seed, platform=platform)
+        projection=projection_for(mode, verdict, cfg.epochs_to_converge,
+                                  ResnetConfig.epochs_to_converge, epoch_time_s, basis),
+        stop_reason=out.stop_reason, dataset=verdict.label, cfg=cfg, seed=seed,
+        platform=platform)
 
 
 def _log_hyperparameters(log: MLLog, cfg: ResnetConfig, model: ResNet, n_train: int,

@@ -7,8 +7,10 @@ reference's reader (paddle.dataset.imdb) does.
 
 Tokens: the review lower-cased, punctuation removed, split on whitespace (paddle's tokenize).
 Vocabulary: from the training split only, words seen at least ``min_word_count`` times, most
-frequent first, then <unk> for the rest (paddle built it from train and test; see below).
-Smoke runs use synthetic reviews: filler words plus a few words that carry the sentiment.
+frequent first, then <unk> for the rest (paddle built it from train and test; see below). Ids
+start at 1: id 0 is padding, never a word (paddle's sequences were unpadded).
+Batches are bucketed by length (see batches()). Smoke runs use synthetic reviews: filler words
+plus a few words that carry the sentiment.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from references.common import datasets
+from references.common.datasets import Verdict
 from references.common.errors import DatasetError
 
 SPLITS = ("train", "test")
@@ -30,6 +34,8 @@ RATINGS = {"neg": range(1, 5), "pos": range(7, 11)}
 NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 UNK = "<unk>"
+PAD = 0                                   # the padding id; words are 1..len(vocab)
+BUCKET_BATCHES = 50                       # batches per length-sorted pool (see batches())
 
 
 def tokenize(text: str) -> list[str]:
@@ -78,12 +84,23 @@ def review_files(data_dir: Path, split: str) -> list[tuple[Path, int]]:
 
 def build_vocab(token_lists, min_count: int) -> dict[str, int]:
     """word -> id for words seen at least ``min_count`` times, most frequent first (ties by
-    word); <unk> last. Id 0 is the first word: padding is masked, not a token."""
+    word), from 1; <unk> last. Id 0 (PAD) is no word: the model needs len(vocab) + 1 rows."""
     counts = Counter(t for tokens in token_lists for t in tokens)
     words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-    vocab = {w: i for i, w in enumerate(words)}
-    vocab[UNK] = len(vocab)
+    vocab = {w: i for i, w in enumerate(words, start=PAD + 1)}
+    vocab[UNK] = len(vocab) + 1
     return vocab
+
+
+def identify(data_dir: Path, splits: dict[str, list[tuple[Path, int]]]) -> Verdict:
+    """What the review files are, by their counts (the listing is already made; nothing is
+    read for it)."""
+    counts = {f"{split} reviews": len(files) for split, files in splits.items()}
+    for split, files in splits.items():
+        for label, y in LABELS.items():
+            counts[f"{split} {label}"] = sum(1 for _, got in files if got == y)
+    return datasets.identify("sentiment", "aclImdb", counts,
+                             where=f"review folders in {Path(data_dir).name}/")
 
 
 def encode(tokens: list[str], vocab: dict[str, int]) -> np.ndarray:
@@ -109,6 +126,7 @@ class SentimentData:
     vocab: dict[str, int]
     dataset: str
     files: list[Path] | None          # what was read (None: synthetic)
+    verdict: Verdict                  # what the reviews turned out to be (result.json's label)
 
 
 def load(cfg, data_dir: Path | None, seed: int,
@@ -119,9 +137,11 @@ def load(cfg, data_dir: Path | None, seed: int,
         test_text, test_y = synthetic_reviews(cfg, seed + 10_000)
         files = None
         name = f"synthetic ({cfg.synthetic_markers} planted words per polarity)"
+        verdict = datasets.synthetic(name)
     else:
         check_data_dir(cfg, data_dir)
         splits = {s: review_files(data_dir, s) for s in SPLITS}
+        verdict = identify(data_dir, splits)
         train_text, train_y = _read(splits["train"])
         test_text, test_y = _read(splits["test"])
         files = [p for s in SPLITS for p, _ in splits[s]]
@@ -135,7 +155,8 @@ def load(cfg, data_dir: Path | None, seed: int,
         return Reviews(encoded, np.asarray(labels, dtype=np.int64))
 
     data = SentimentData(reviews(train_tokens, train_y),
-                         reviews([tokenize(t) for t in test_text], test_y), vocab, name, files)
+                         reviews([tokenize(t) for t in test_text], test_y), vocab, name, files,
+                         verdict)
     say(f"vocabulary: {len(vocab):,} words (count >= {cfg.min_word_count} in the training "
         f"split, plus {UNK})")
     return data
@@ -151,22 +172,48 @@ def _read(files: list[tuple[Path, int]]) -> tuple[list[str], list[int]]:
     return texts, [y for _, y in files]
 
 
-def batches(reviews: Reviews, batch_size: int, min_len: int, rng: np.random.Generator | None,
-            device: str = "cpu") -> Iterator[tuple]:
-    """(tokens [b, time], lengths [b], labels [b]) batches, padded to the longest review of the
-    batch (and to at least ``min_len``, the widest filter); shuffled when ``rng`` is given."""
+def batches(reviews: Reviews, batch_size: int, rng: np.random.Generator | None,
+            device: str = "cpu", pool_batches: int = BUCKET_BATCHES) -> Iterator[tuple]:
+    """(tokens [b, time], lengths [b], labels [b]) batches, 0-padded to the longest review of
+    the batch, bucketed by length so that padding (convolution over zeros) stays small.
+
+    Training (``rng`` given): the reviews are shuffled, cut into pools of ``pool_batches``
+    batches, each pool sorted by length and cut into batches, and the batches of the epoch
+    shuffled -- random, deterministic for a seed, and every batch of similar lengths.
+    Evaluation (no ``rng``): all reviews by length (accuracy does not depend on the order).
+    """
     import torch
 
-    order = rng.permutation(len(reviews)) if rng is not None else np.arange(len(reviews))
-    for lo in range(0, len(order), batch_size):
-        idx = order[lo:lo + batch_size]
+    lengths = np.fromiter((len(t) for t in reviews.tokens), dtype=np.int64, count=len(reviews))
+    for idx in batch_order(lengths, batch_size, rng, pool_batches):
         seqs = [reviews.tokens[i] for i in idx]
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        padded = np.zeros((len(seqs), max(min_len, int(lengths.max(initial=1)))), dtype=np.int64)
+        padded = np.full((len(seqs), max(1, int(lengths[idx].max()))), PAD, dtype=np.int64)
         for row, s in enumerate(seqs):
             padded[row, :len(s)] = s
-        yield (torch.from_numpy(padded).to(device), torch.from_numpy(lengths).to(device),
+        yield (torch.from_numpy(padded).to(device), torch.from_numpy(lengths[idx]).to(device),
                torch.from_numpy(reviews.labels[idx]).to(device))
+
+
+def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
+                pool_batches: int = BUCKET_BATCHES) -> list[np.ndarray]:
+    """The review indices of each batch, bucketed as batches() describes."""
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)]
+    shuffled, pool = rng.permutation(len(lengths)), batch_size * pool_batches
+    out = []
+    for lo in range(0, len(shuffled), pool):
+        chunk = shuffled[lo:lo + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def conv_work(lengths: np.ndarray, order: list[np.ndarray]) -> tuple[int, int]:
+    """(positions convolved, positions that are words) for batches ``order``: the first is
+    batch size x longest review summed over batches; their ratio is the padding overhead."""
+    return (sum(len(idx) * max(1, int(lengths[idx].max())) for idx in order),
+            int(lengths.sum()))
 
 
 # -- synthetic reviews for smoke runs ------------------------------------------------------------

@@ -3,7 +3,7 @@ does: Adam, one pass over the shuffled training reviews per epoch, the whole tes
 after every epoch, stop at the first evaluation that meets the target.
 
 Reading, tokenising and encoding the reviews and building the vocabulary happen before the
-timed window (init); batching (padding) is inside it.
+timed window (init); batching (bucketing by length, padding) is inside it.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import torch
 import torch.nn as nn
 from mlperf_logging.mllog import constants as C
 
+from references.common import datasets
 from references.common.harness import (
     TimedRun,
     finish_run,
     log_cache_clear,
-    projection,
+    projection_for,
     run_reference,
     say,
 )
@@ -42,8 +43,7 @@ def accuracy(model: nn.Module, reviews: sdata.Reviews, cfg: SentimentConfig,
     """Fraction of test reviews classified right (the reference's average accuracy)."""
     model.eval()
     right = 0
-    for tokens, lengths, labels in sdata.batches(reviews, cfg.batch_size, max(cfg.filter_sizes),
-                                                 None, device):
+    for tokens, lengths, labels in sdata.batches(reviews, cfg.batch_size, None, device):
         right += (model(tokens, lengths).argmax(1) == labels).sum().item()
     model.train()
     return right / len(reviews)
@@ -61,8 +61,11 @@ def _train(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None
            out_dir: Path, seed: int, platform: str, threads: int, device: str, log: MLLog,
            run: TimedRun) -> int:
     target = target_for(BENCHMARK, mode)
-    files = None if data_dir is None else sdata.review_files(data_dir, "train") + \
-        sdata.review_files(data_dir, "test")
+    splits = None if data_dir is None else {s: sdata.review_files(data_dir, s)
+                                            for s in sdata.SPLITS}
+    files = None if splits is None else splits["train"] + splits["test"]
+    if splits is not None:        # what the folders hold, by their counts: before any MLLOG line
+        datasets.require_mlperf(sdata.identify(data_dir, splits), BENCHMARK, mode, division)
 
     # -- init: untimed ------------------------------------------------------------------------
     log_cache_clear(log, None if files is None else [p for p, _ in files])
@@ -72,7 +75,9 @@ def _train(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = sdata.load(cfg, data_dir, seed, say)
-    model = SeqCNN(len(data.vocab), cfg.embedding_dim, cfg.filters, cfg.filter_sizes).to(device)
+    # One embedding row more than the vocabulary: id 0 is padding (sentiment/data.py).
+    model = SeqCNN(len(data.vocab) + 1, cfg.embedding_dim, cfg.filters,
+                   cfg.filter_sizes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
     loss_fn = nn.CrossEntropyLoss()
@@ -80,14 +85,13 @@ def _train(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None
     _log_hyperparameters(log, cfg, len(data.vocab), len(data.train), len(data.test))
     say(f"sentiment {mode} ({division} division): seq-CNN, embedding {cfg.embedding_dim}, "
         f"{cfg.filters} filters of widths {list(cfg.filter_sizes)}; {len(data.train):,} training"
-        f" / {len(data.test):,} test reviews ({data.dataset}), {steps_per_epoch:,} steps of "
+        f" / {len(data.test):,} test reviews ({data.verdict.label}), {steps_per_epoch:,} steps of "
         f"{cfg.batch_size} per epoch; target {target.metric} >= {target.value}; "
         f"{threads} thread(s) on {device}")
     log.end(C.INIT_STOP)
 
     # -- the timed window ---------------------------------------------------------------------
     run_start_ms = run.start()
-    min_len = max(cfg.filter_sizes)
 
     def step(batch) -> torch.Tensor:
         tokens, lengths, labels = batch
@@ -100,7 +104,7 @@ def _train(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None
     bounds = Bounds(cfg.max_epochs, cfg.max_steps, cfg.max_seconds, epochs_per_eval=1)
     out = train_epochs(
         log, bounds, target,
-        batches=lambda epoch: sdata.batches(data.train, cfg.batch_size, min_len, rng, device),
+        batches=lambda epoch: sdata.batches(data.train, cfg.batch_size, rng, device),
         step=step, batch_size_of=lambda b: len(b[2]),
         evaluate=lambda: accuracy(model, data.test, cfg, device),
         steps_per_epoch=steps_per_epoch, metric=target.metric)
@@ -112,16 +116,15 @@ def _train(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None
              "figure (the reference publishes no convergence epoch count; it stops above 90.6% "
              "test accuracy, at most 100 passes) x measured training epoch time; evaluation "
              "time excluded")
-    if data.dataset != "aclImdb":
-        basis += f"; this run used {data.dataset}"
     return finish_run(
         out_dir, benchmark=BENCHMARK, mode=mode, division=division, target=target,
         quality=out.quality,
         success=out.success, epochs=out.epochs, samples=out.samples,
         timed_window_s=(run_stop_ms - run_start_ms) / 1000.0, throughput=out.throughput(),
         epoch_time_s=epoch_time_s,
-        projection=projection(cfg.epochs_to_converge, epoch_time_s, basis),
-        stop_reason=out.stop_reason, dataset=data.dataset, cfg=cfg, seed=seed,
+        projection=projection_for(mode, data.verdict, cfg.epochs_to_converge,
+                                  SentimentConfig.epochs_to_converge, epoch_time_s, basis),
+        stop_reason=out.stop_reason, dataset=data.verdict.label, cfg=cfg, seed=seed,
         platform=platform)
 
 

@@ -13,7 +13,9 @@ from tests.conftest import cli, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("benchmark, metric", [("resnet", "top1"), ("sentiment", "accuracy")])
+@pytest.mark.parametrize("benchmark, metric", [("resnet", "top1"), ("sentiment", "accuracy"),
+                                               ("deepspeech2", "wer"),
+                                               ("transformer", "bleu_uncased")])
 def test_agent_run_smoke(tmp_path, benchmark, metric):
     proc = cli("mlperf-agent", "run", benchmark, "--mode", "smoke", "--json", "--name",
                "bench-pc", "--work-dir", str(tmp_path), timeout=240)

@@ -39,6 +39,12 @@ def check_mllog_structure(run) -> None:
     assert value["submission_benchmark"] == "ncf" and value["submission_org"] == "mlperf-edge"
     assert keys.index("cache_clear") < keys.index("init_start") < keys.index("init_stop") \
         < keys.index("run_start") < keys.index("run_stop") == len(keys) - 1
+    # The v0.5 window: the clock starts before the evaluation negatives are drawn and the
+    # untrained model is evaluated, both before the first epoch.
+    first_epoch = keys.index("epoch_start") if "epoch_start" in keys else len(keys) - 1
+    assert keys.index("run_start") < keys.index("input_step_eval_neg_gen") \
+        < keys.index("mlperf_edge_initial_eval_accuracy") < first_epoch
+    assert keys.count("mlperf_edge_initial_eval_accuracy") == 1
     epoch, in_epoch, in_eval, last_eval = 0, False, False, 0
     for e in events[keys.index("run_start"):]:
         meta = e["metadata"]
@@ -98,47 +104,66 @@ def test_smoke_reaches_its_target(references_cli, seed):
 def test_reduced_run_reports_a_labelled_projection(references_cli, tmp_path):
     data = write_ml1m(tmp_path / "ml-1m", ratings_rows())
     run = references_cli("run", "ncf", "--mode", "reduced", "--data", str(data),
-                         "--max-steps", "3")
+                         "--max-steps", "3", "--set", "epochs_to_converge=12")
     assert run.code == 0, run.stderr
     check_mllog_structure(run)
     result = check_result(run, "reduced")
-    assert result["dataset"] == "ml-1m" and result["stop_reason"] == "max_steps"
+    assert result["dataset"].startswith("ratings.dat in ml-1m/ -- NOT the MLPerf dataset")
+    assert result["stop_reason"] == "max_steps"
     assert result["samples_trained"] == 3 * 2048 and result["epochs"] == 0
     assert result["time_to_train_s"] is None and result["time_to_target_s"] is None
     projection = result["projection"]
-    assert projection["kind"] == "projection" and projection["epochs_to_converge"] == 11.0
-    assert projection["time_to_train_s"] == pytest.approx(11.0 * projection["epoch_time_s"])
+    assert projection["kind"] == "projection" and projection["epochs_to_converge"] == 12.0
+    assert projection["time_to_train_s"] == pytest.approx(12.0 * projection["epoch_time_s"])
     assert projection["epoch_time_s"] == result["epoch_time_s"] > 0
-    assert "training_policies/issues/77" in projection["basis"]
+    assert "set for this run, NOT the reference's figure (11 epochs" in projection["basis"]
     assert result["config"]["mlp_layers"] == [256, 256, 128, 64]
     assert "dropped 3 user(s)" in run.stderr
 
 
-def test_full_run_on_a_small_ml20m_folder(references_cli, tmp_path):
+def test_reduced_run_on_other_data_has_no_ml20m_projection(references_cli, tmp_path):
+    data = write_ml20m(tmp_path / "ml-20m", ratings_rows())
+    run = references_cli("run", "ncf", "--mode", "reduced", "--data", str(data),
+                         "--max-steps", "2")
+    assert run.code == 0, run.stderr
+    result = check_result(run, "reduced")
+    assert result["projection"] is None and "no projection: 11 epochs" in run.stderr
+    assert "NOT the MLPerf dataset" in result["dataset"]
+
+
+def test_closed_full_run_on_other_data_is_refused_open_runs_it_labelled(references_cli,
+                                                                       tmp_path):
     data = write_ml20m(tmp_path / "ml-20m", ratings_rows(seed=1))
-    run = references_cli("run", "ncf", "--mode", "full", "--data", str(data),
-                         "--set", "max_epochs=1")
+    refused = references_cli("run", "ncf", "--mode", "full", "--data", str(data))
+    assert refused.code == 2 and not (refused.out / "result.json").exists()
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0] == refused.stderr.splitlines()[-1]
+    assert errors[0].startswith("error: ncf: this is not ml-20m (MovieLens 20M)")
+    assert "--division open" in errors[0] and "dropped" not in refused.stderr   # refused first
+    assert "run_start" not in refused.keys()
+
+    run = references_cli("run", "ncf", "--mode", "full", "--division", "open",
+                         "--data", str(data), "--set", "max_epochs=1")
     assert run.code == 0, run.stderr
     check_mllog_structure(run)
     result = check_result(run, "full")
-    assert result["dataset"] == "ml-20m" and result["epochs"] == 1
+    assert result["dataset"].startswith("ratings.csv in ml-20m/ -- NOT the MLPerf dataset")
+    assert result["epochs"] == 1 and result["projection"] is None
     assert result["target"]["value"] == 0.635 and "v0.5" in result["target"]["source"]
-    assert result["projection"] is None
     if result["reached_target"]:
         assert result["time_to_train_s"] == result["time_to_target_s"] == result["timed_window_s"]
-        assert result["stop_reason"] == "target_reached"
     else:
-        assert result["time_to_train_s"] is None and result["time_to_target_s"] is None
-        assert result["stop_reason"] == "max_epochs"
+        assert result["time_to_train_s"] is None and result["stop_reason"] == "max_epochs"
     division = next(e for e in run.events if e["key"] == "submission_division")["value"]
-    assert division == "closed" and result["division"] == "closed"
+    assert division == "open" and result["division"] == "open"
 
 
 def test_list(references_cli):
     run = references_cli("list", "--json", out=False)
     assert run.code == 0
     listed = json.loads(run.stdout)
-    assert [b["name"] for b in listed] == ["ncf", "resnet", "sentiment"]
+    assert [b["name"] for b in listed] == ["ncf", "resnet", "sentiment", "deepspeech2",
+                                           "transformer"]
     for b in listed:
         assert b["modes"] == ["smoke", "reduced", "full"] and b["title"] and b["data_hint"]
     text = references_cli("list", out=False).stdout
@@ -146,7 +171,8 @@ def test_list(references_cli):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "bert", "--mode", "smoke"], "unknown benchmark 'bert'; known: ncf, resnet, sentiment"),
+    (["run", "bert", "--mode", "smoke"],
+     "unknown benchmark 'bert'; known: ncf, resnet, sentiment, deepspeech2, transformer"),
     (["run", "ncf", "--mode", "smoke", "--set", "nope=1"], "unknown config key 'nope'"),
     (["run", "ncf", "--mode", "smoke", "--set", "batch_size=lots"],
      "config key 'batch_size' expects int, got 'lots'"),
@@ -195,7 +221,7 @@ def test_sigterm_stops_within_the_epoch_without_a_result(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "references", "run", "ncf", "--mode", "full", "--data", str(data),
-         "--set", "batch_size=16", "--out", str(out)],
+         "--division", "open", "--set", "batch_size=16", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=tmp_path)
     lines = []
     for line in proc.stdout:                     # read live, as the agent does

@@ -63,3 +63,19 @@ def test_mllog_lines_go_to_stdout_and_the_file_alike(tmp_path):
     assert first["key"] == "seed" and first["value"] == 3 and first["time_ms"] == t
     assert first["metadata"]["file"].endswith("test_common.py")     # the caller, not the wrapper
     assert json.loads(lines[2][9:])["metadata"]["status"] == "success"
+
+
+def test_a_projection_only_from_the_mlperf_dataset_or_a_count_set_for_the_run():
+    from references.common import datasets
+    from references.common.harness import projection_for
+
+    mlperf = datasets.Verdict(True, "ml-20m (MovieLens 20M: ...)")
+    other = datasets.Verdict(False, "ratings.csv in ml-20m/ -- NOT the MLPerf dataset (...)")
+    basis = "11 epochs: MLPerf's expectation"
+    got = projection_for("reduced", mlperf, 11.0, 11.0, 2.0, basis)
+    assert got["time_to_train_s"] == 22.0 and got["basis"] == basis
+    assert projection_for("full", mlperf, 11.0, 11.0, 2.0, basis) is None
+    assert projection_for("reduced", other, 11.0, 11.0, 2.0, basis) is None
+    own = projection_for("reduced", other, 4.0, 11.0, 2.0, basis)
+    assert own["time_to_train_s"] == 8.0 and "set for this run, NOT the reference's" in \
+        own["basis"] and "NOT the MLPerf dataset" in own["basis"]

@@ -35,6 +35,29 @@ def test_resnet50_v15_has_the_reference_shape():
     assert len(small.stages[2]) == 1 and len(model.stages[2]) == 6
 
 
+def test_initialisation_follows_the_v05_reference():
+    """Convolutions: TF variance_scaling(1, fan_in, truncated_normal) -- std sqrt(1/fan_in)
+    after a cut at 2 sigma; classifier: Glorot-uniform, zero bias (tf.layers.dense defaults)."""
+    import math
+
+    from references.resnet.model import TRUNCATED_STD
+
+    torch.manual_seed(0)
+    model = ResNet("resnet50", 1000)
+    for conv in (model.stem[0][0], model.stages[3][0].conv[0], model.stages[2][5].expand[0]):
+        w = conv.weight
+        fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+        assert w.std().item() == pytest.approx(math.sqrt(1 / fan_in), rel=0.03)
+        assert w.abs().max().item() <= 2 * math.sqrt(1 / fan_in) / TRUNCATED_STD + 1e-6
+        assert abs(w.mean().item()) < 0.05 * math.sqrt(1 / fan_in)
+    limit = math.sqrt(6 / (2048 + 1000))                   # Glorot-uniform bound
+    assert model.fc.weight.abs().max().item() <= limit
+    assert model.fc.weight.std().item() == pytest.approx(limit / math.sqrt(3), rel=0.02)
+    assert torch.count_nonzero(model.fc.bias) == 0
+    bn = model.stages[0][0].reduce[1]
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
 def test_schedule_warms_up_then_steps_down():
     cfg = registry.get("resnet").make_config("full", {"batch_size": "256"})
     per_epoch = 100
@@ -171,15 +194,18 @@ def test_smoke_reaches_its_target_and_passes_the_v06_checker(references_cli):
 def test_reduced_run_on_ilsvrc_folders_reports_a_projection(references_cli, tmp_path):
     root = write_imagenet(tmp_path / "imagenet", flat_val=True)
     run = references_cli("run", "resnet", "--mode", "reduced", "--data", str(root), *TINY,
-                         "--set", "batch_size=4", "--max-steps", "2")
+                         "--set", "batch_size=4", "--max-steps", "2",
+                         "--set", "epochs_to_converge=3")
     assert run.code == 0, run.stderr
     result = run.result
     assert result["stop_reason"] == "max_steps" and result["samples_trained"] == 8
     assert result["time_to_train_s"] is None and result["quality"] is None
+    assert result["dataset"].startswith("ILSVRC-style folders in imagenet/ -- NOT the MLPerf")
+    assert "imagenet has 1,281,167 train images" in result["dataset"]
     projection = result["projection"]
-    assert projection["kind"] == "projection" and projection["epochs_to_converge"] == 90
-    assert projection["time_to_train_s"] == pytest.approx(90 * result["epoch_time_s"])
-    assert "upper bound" in projection["basis"] and "ResNet-14" in projection["basis"]
+    assert projection["kind"] == "projection" and projection["epochs_to_converge"] == 3
+    assert projection["time_to_train_s"] == pytest.approx(3 * result["epoch_time_s"])
+    assert "set for this run, NOT the reference's figure (90 epochs" in projection["basis"]
     cache = next(e for e in run.events if e["key"] == "cache_clear")
     assert cache["value"] is True and "18 dataset file(s)" in cache["metadata"]["method"]
 

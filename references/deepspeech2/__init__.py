@@ -1,0 +1,1 @@
+"""DeepSpeech2 on LibriSpeech (MLPerf training speech_recognition reference)."""
