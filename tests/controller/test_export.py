@@ -19,6 +19,7 @@ from controller.export_mlcommons import (
     split_power,
 )
 from controller.runs import load
+from controller.store import Store
 from references.common.mllogging import v06_line
 from tests.conftest import cli
 from tests.controller.results_factory import device, outcome
@@ -49,6 +50,15 @@ def power_log(t: int, watts: float = 10.0) -> list[str]:
             power_line(t + 400, "INTERVAL_END", "power_measurement_stop", None,
                        {"host": "edge"})]
 
+
+
+@pytest.fixture
+def store(tmp_path):
+    """SQLite only: the export reads the store through controller.runs.load, which the scoring
+    tests already run on SQLite and PostgreSQL; drawing every case twice only costs time."""
+    s = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    yield s
+    s.close()
 
 def finish(store, job, lines: list[str], status: str = "done", division: str = "open"):
     """Forward the job's MLLOG lines (as the agent does, in one event) and store its result."""

@@ -28,6 +28,7 @@ from controller.report.sections import build_sections
 from controller.report.winners import verdicts
 from controller.runs import SAMPLES_PER_J_DEFINITION, THROUGHPUT_DEFINITION, load
 from controller.scoring import score_all
+from controller.store import Store
 from tests.controller.test_store import KEY, SESSION, seq
 
 HOSTILE = "<script>alert('pwned')</script>"
@@ -110,6 +111,15 @@ FULL = {"jetson": (60.0, 900.0, "measured", ()), "pi5": (100.0, 500.0, "measured
         "xeon": (80.0, 300.0, "estimated", ()),
         HOSTILE: (150.0, 150.0, "estimated", ("busy baseline: the host was 60% busy",))}
 
+
+
+@pytest.fixture
+def store(tmp_path):
+    """SQLite only: the report reads the store through controller.runs.load, which the scoring
+    tests already run on SQLite and PostgreSQL; drawing every case twice only costs time."""
+    s = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    yield s
+    s.close()
 
 @pytest.fixture
 def lab(store):
