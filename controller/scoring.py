@@ -47,17 +47,23 @@ def required_runs(benchmark: str, overrides: dict[str, int] | None = None) -> tu
     return 5, "mlperf-edge's default for a benchmark MLPerf has no count for"
 
 
+def olympic_kept(ranked: list, not_converged: int) -> list:
+    """What olympic scoring averages of runs ranked fastest first: the fastest dropped, and the
+    slowest unless a non-converged run (not in ``ranked``) is the one dropped; nothing when
+    more than one did not converge."""
+    return ranked[1:len(ranked) - (1 - not_converged)] if not_converged <= 1 else []
+
+
 def olympic(values: list[float], not_converged: int) -> float | None:
     """Drop the fastest and the slowest (a non-converged run is the slowest) and average."""
-    ordered = sorted(values)
-    kept = ordered[1:len(ordered) - (1 - not_converged)] if not_converged <= 1 else []
+    kept = olympic_kept(sorted(values), not_converged)
     return mean(kept) if kept else None
 
 
 def olympic_by(values: list[float], order: list[float], not_converged: int) -> float | None:
     """Olympic average of ``values`` ordered by ``order`` (energy by time-to-train)."""
     ranked = [v for _, v in sorted(zip(order, values), key=lambda p: p[0])]
-    kept = ranked[1:len(ranked) - (1 - not_converged)] if not_converged <= 1 else []
+    kept = olympic_kept(ranked, not_converged)
     return mean(kept) if kept else None
 
 
@@ -164,8 +170,7 @@ def _score(group: list[Run], overrides: dict[str, int] | None) -> Score:
                           f"allows at most {MAX_NOT_CONVERGED}")
         return sc
     sc.time_to_train_s = olympic(times, len(failed))
-    ranked = sorted(converged, key=lambda r: r.time_to_train_s)
-    kept = ranked[1:len(ranked) - (1 - len(failed))]
+    kept = olympic_kept(sorted(converged, key=lambda r: r.time_to_train_s), len(failed))
     sc.counted = [r.job_id for r in kept]
     sc.dropped = [r.job_id for r in group if r.job_id not in sc.counted]
     sc.status = "scored" if sc.time_to_train_s is not None else "invalid"
