@@ -120,11 +120,11 @@ def identify(benchmark: str, expected: str, found: Mapping[str, int], where: str
     if all(found[k] == v for k, v in identity.counts.items()):
         label = f"{identity.name} ({identity.title}: identified by counts, {_n(identity.counts)})"
         if benchmark in identity.benchmarks:
-            return Verdict(True, _fit(label), None, identity.name, found)
+            return Verdict(True, fit(label), None, identity.name, found)
         mlperf = mlperf_dataset(benchmark)
         why = f"{identity.name} is not {benchmark}'s MLPerf dataset" + (
             f" ({mlperf.name})" if mlperf else "")
-        return Verdict(False, _fit(f"{label} -- NOT the MLPerf dataset: {why}"), why,
+        return Verdict(False, fit(f"{label} -- NOT the MLPerf dataset: {why}"), why,
                        identity.name, found)
     differ = {k: found[k] for k, v in identity.counts.items() if found[k] != v}
     why = (f"{_n(differ)}; {identity.name} has "
@@ -133,12 +133,12 @@ def identify(benchmark: str, expected: str, found: Mapping[str, int], where: str
                       and all(found.get(k) == v for k, v in i.counts.items())), None)
     if lookalike is not None:
         why += f" (these are {lookalike.name}'s counts)"
-    return Verdict(False, _fit(f"{where} -- NOT the MLPerf dataset ({why})"), why, None, found)
+    return Verdict(False, fit(f"{where} -- NOT the MLPerf dataset ({why})"), why, None, found)
 
 
 def synthetic(description: str) -> Verdict:
     """Smoke runs' generated data: never the MLPerf dataset, labelled as what it is."""
-    return Verdict(False, _fit(description), "synthetic data", "synthetic")
+    return Verdict(False, fit(description), "synthetic data", "synthetic")
 
 
 def require_mlperf(verdict: Verdict, benchmark: str, mode: str, division: str) -> None:
@@ -153,5 +153,6 @@ def require_mlperf(verdict: Verdict, benchmark: str, mode: str, division: str) -
                        "labelled 'NOT the MLPerf dataset'")
 
 
-def _fit(label: str) -> str:
+def fit(label: str) -> str:
+    """A label that fits ReferenceOutcome.dataset on the wire, cut with "..." if longer."""
     return label if len(label) <= MAX_LABEL else label[:MAX_LABEL - 3] + "..."

@@ -38,7 +38,8 @@ def verdict(cfg: DeepSpeech2Config, train: list[Utterance],
     subsets = ", ".join(sorted(counts))
     if why:
         text = "; ".join(why)
-        return datasets.Verdict(False, f"LibriSpeech layout ({subsets}) -- NOT the MLPerf "
-                                       f"dataset ({text})"[:datasets.MAX_LABEL], text)
-    return datasets.Verdict(True, f"LibriSpeech {subsets} (identified by utterance counts, "
-                                  "OpenSLR 12)"[:datasets.MAX_LABEL], None, "librispeech")
+        return datasets.Verdict(False, datasets.fit(
+            f"LibriSpeech layout ({subsets}) -- NOT the MLPerf dataset ({text})"), text)
+    return datasets.Verdict(True, datasets.fit(
+        f"LibriSpeech {subsets} (identified by utterance counts, OpenSLR 12)"), None,
+        "librispeech")
