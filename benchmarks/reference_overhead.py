@@ -44,6 +44,11 @@ from references.resnet.model import ResNet  # noqa: E402
 from references.resnet.train import lr_at, make_optimizer  # noqa: E402
 from references.sentiment import data as sdata  # noqa: E402
 from references.sentiment.model import SeqCNN  # noqa: E402
+from references.deepspeech2.audio import collate  # noqa: E402
+from references.deepspeech2.config import MODELS  # noqa: E402
+from references.deepspeech2.model import DeepSpeech2  # noqa: E402
+from references.transformer.model import Transformer, smoothed_loss  # noqa: E402
+from references.transformer.train import lr_at as transformer_lr_at  # noqa: E402
 
 NEVER = Target("quality", 2.0, "max", "unreachable: the benchmark trains a fixed number of steps")
 
@@ -143,17 +148,128 @@ def sentiment_pair(steps: int):
     return harness, bare
 
 
+def transformer_pair(steps: int):
+    """Transformer-mini (vocabulary 256) on batches of 16 pairs of 12-32 tokens, the smoke
+    preset's <= 512 tokens; Adam with the reference's betas, label-smoothed loss."""
+    cfg = registry.get("transformer").make_config("smoke", {})
+    gen = torch.Generator().manual_seed(0)
+
+    def batch():
+        source = torch.randint(3, 256, (16, int(torch.randint(12, 33, (1,), generator=gen))),
+                               generator=gen)
+        labels = torch.randint(3, 256, (16, int(torch.randint(12, 33, (1,), generator=gen))),
+                               generator=gen)
+        decoder_input = torch.zeros_like(labels)
+        decoder_input[:, 1:] = labels[:, :-1]
+        return source, decoder_input, labels
+    batches = [batch() for _ in range(steps)]
+    torch.manual_seed(0)
+    base = Transformer(256, cfg.arch, cfg.dropout)
+
+    def adam(model):
+        return torch.optim.Adam(model.parameters(), lr=1e-3, betas=(cfg.adam_beta1,
+                                cfg.adam_beta2), eps=cfg.adam_epsilon)
+
+    def loss_of(model, b):
+        return smoothed_loss(model(b[0], b[1]), b[2], cfg.label_smoothing)
+
+    def harness():
+        model = copy.deepcopy(base)
+        optimizer = adam(model)
+        count = [0]
+
+        def step(b):                           # as references/transformer/train.py's step
+            for group in optimizer.param_groups:
+                group["lr"] = transformer_lr_at(count[0], cfg)
+            loss = loss_of(model, b)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            count[0] += 1
+            return loss.detach()
+        return harness_rate(model, step, batches, 16 * steps, steps)
+
+    def bare():
+        model = copy.deepcopy(base)
+        return bare_rate(model, adam(model), loss_of, batches, 16 * steps)
+    return harness, bare
+
+
+def deepspeech2_pair(steps: int):
+    """The smoke DeepSpeech2 (8-channel convolutions, 2 x 96 GRU) on batches of 16 random
+    0.5-1.4 s spectrograms with 20-character transcripts; SGD with Nesterov momentum, CTC
+    summed over the batch, gradient norm clipped (the algorithm, so in both loops)."""
+    cfg = registry.get("deepspeech2").make_config("smoke", {})
+    gen = torch.Generator().manual_seed(0)
+    freq_bins = int(cfg.sample_rate * cfg.window_s) // 2 + 1
+    batches = []
+    for _ in range(steps):
+        specs = [torch.randn(freq_bins, int(torch.randint(50, 141, (1,), generator=gen)),
+                             generator=gen) for _ in range(16)]
+        batches.append(collate(specs, ["THE CAT SAT ON A MAT"] * 16))
+    torch.manual_seed(0)
+    base = DeepSpeech2(*MODELS[cfg.model], freq_bins=freq_bins)
+    ctc = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+
+    def loss_of(model, b):
+        features, frames, targets, target_lengths, _ = b
+        logits, lengths = model(features, frames)
+        return ctc(logits.log_softmax(-1), targets, lengths, target_lengths) / features.shape[0]
+
+    def sgd(model):
+        return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum,
+                               nesterov=True, weight_decay=cfg.weight_decay)
+
+    class Clipped:                             # bare_rate's optimizer.step(), with the clip
+        def __init__(self, model):
+            self.model, self.opt = model, sgd(model)
+
+        def zero_grad(self, set_to_none=True):
+            self.opt.zero_grad(set_to_none=set_to_none)
+
+        def step(self):
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm)
+            self.opt.step()
+
+    def harness():
+        model = copy.deepcopy(base)
+        optimizer = sgd(model)
+
+        def step(b):                           # as references/deepspeech2/train.py's step
+            loss = loss_of(model, b)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_norm)
+            optimizer.step()
+            return loss.detach()
+        return harness_rate(model, step, batches, 16 * steps, steps)
+
+    def bare():
+        model = copy.deepcopy(base)
+        return bare_rate(model, Clipped(model), loss_of, batches, 16 * steps)
+    return harness, bare
+
+
+PAIRS = {"resnet": ("resnet14-w16 (64x64, batch 32)", resnet_pair),
+         "sentiment": ("sentiment seq-CNN (emb 128, batch 64)", sentiment_pair),
+         "transformer": ("transformer-mini (vocab 256, 16 pairs of <= 32 tokens)",
+                         transformer_pair),
+         "deepspeech2": ("deepspeech2 c8-2x96 (batch 16, 0.5-1.4 s)", deepspeech2_pair)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--only", action="append", choices=sorted(PAIRS),
+                        help="measure this reference only (repeatable; default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads or available_cpus())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
           f"{args.rounds} rounds of {args.steps} steps each")
-    for name, make in (("resnet14-w16 (64x64, batch 32)", resnet_pair),
-                       ("sentiment seq-CNN (emb 128, batch 64)", sentiment_pair)):
+    for key in args.only or PAIRS:
+        name, make = PAIRS[key]
         harness, bare = make(args.steps)
         harness(), bare()                      # warm-up: allocator, kernels
         wall, cpu, h_rates, b_rates = [], [], [], []

@@ -111,3 +111,13 @@ def registry(tmp_path_factory, engine) -> Iterator[Registry]:
                     engine.images.remove(ref)
                 except docker.errors.ImageNotFound:  # went with the tag removed before it
                     pass
+
+
+@pytest.fixture(scope="session")
+def pushed(cpu_image, registry) -> dict:
+    """The CPU image pushed once to the test registry through `images push` (1.4 GB: each
+    push costs a minute or more, so the tests that need it share this one)."""
+    proc = cli("mlperf-controller", "images", "push", "--registry", registry.host,
+               cpu_image["tag"], "--json", check=True, timeout=900)
+    (out,) = json.loads(proc.stdout)
+    return out
