@@ -50,7 +50,9 @@ def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
             if event.get("key") == "epoch_start":
                 progress["epoch"] = event.get("metadata", {}).get("epoch_num")
             elif event.get("key") == "eval_accuracy":
-                progress["quality"] = event.get("value")
+                value = event.get("value")    # a number, or Mask R-CNN's {"BBOX": .., "SEGM": ..}
+                progress["quality"] = (" ".join(f"{k} {v}" for k, v in value.items())
+                                       if isinstance(value, dict) else value)
         status.update(f"{benchmark} {mode}: epoch {progress['epoch'] or '-'}, "
                       f"last eval {progress['quality'] if progress['quality'] is not None else '-'}")
 

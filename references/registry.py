@@ -131,6 +131,18 @@ _SPECS = (
         entry_point="references.transformer.train:main",
         data_check="references.transformer.data:check_data_dir",
     ),
+    ReferenceSpec(
+        name="maskrcnn",
+        title="Object detection and segmentation: Mask R-CNN (R-50-FPN) on COCO 2017, box and "
+              "mask AP targets (MLPerf training v0.5)",
+        modes=("smoke", "reduced", "full"),
+        data_hint="extracted COCO 2017 folder with annotations/instances_train2017.json, "
+                  "annotations/instances_val2017.json, train2017/ and val2017/ (the images); "
+                  "smoke needs none",
+        config_class="references.maskrcnn.config:MaskRCNNConfig",
+        entry_point="references.maskrcnn.train:main",
+        data_check="references.maskrcnn.data:check_data_dir",
+    ),
 )
 _REGISTRY = {spec.name: spec for spec in _SPECS}
 

@@ -101,6 +101,14 @@ TABLE: dict[str, Identity] = {i.name: i for i in (
       for subset, n in (("train-clean-100", 28_539), ("train-clean-360", 104_014),
                         ("train-other-500", 148_688), ("dev-clean", 2_703),
                         ("dev-other", 2_864), ("test-clean", 2_620), ("test-other", 2_939))),
+    # For references/maskrcnn: the images and the instance annotations (crowds included) of
+    # annotations/instances_{train,val}2017.json, counted from the JSON the loader indexes.
+    Identity("coco2017", "COCO 2017 instances (train2017 + val2017)", ("maskrcnn",),
+             {"train images": 118_287, "train annotations": 860_001, "val images": 5_000,
+              "val annotations": 36_781},
+             "COCO 2017 split sizes as tabulated in hoya012/deep_learning_object_detection "
+             "README (MS COCO17: 118,287 train and 5,000 val images, 860,001 and 36,781 "
+             "objects); train2017 = trainval35k of 2014, val2017 = minival"),
 )}
 
 

@@ -4,8 +4,8 @@ MLPerf's closed division fixes the model, the data and the training recipe; a su
 choose only the hyperparameters the rules list for that benchmark (batch size, learning rate
 and its warmup ...). Each config class names those in ``CLOSED_TUNABLE``. The open division may
 change anything. Keys that only bound or place a run (``RUN_CONTROL``: how long, how many
-threads, which device, the projection's epoch count) change no training result and are allowed
-in both.
+threads, which device, the projection's epoch count, whether the weights are kept) change no
+training result and are allowed in both.
 
 Torch-free: the agent checks jobs with this before it starts anything.
 """
@@ -18,7 +18,7 @@ from references.common.errors import ConfigError
 
 DIVISIONS = ("closed", "open")
 RUN_CONTROL = frozenset({"max_epochs", "max_steps", "max_seconds", "threads", "device",
-                         "workers", "epochs_to_converge"})
+                         "workers", "epochs_to_converge", "save_checkpoint"})
 
 
 def default_division(mode: str) -> str:

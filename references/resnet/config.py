@@ -77,6 +77,9 @@ class ResnetConfig:
     # -- machine -------------------------------------------------------------------------------
     threads: int = 0
     device: str = "auto"
+    # Write the trained weights to OUT/checkpoint.pt after run_stop (outside the timed window):
+    # the backbone a Mask R-CNN run starts from (--set backbone_checkpoint=PATH).
+    save_checkpoint: bool = False
 
     @classmethod
     def full(cls) -> ResnetConfig:

@@ -9,7 +9,10 @@ the model happen before it (init).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -192,6 +195,8 @@ def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, o
                        evaluate=lambda: top1(model, val_batches(), device),
                        steps_per_epoch=steps_per_epoch, metric=target.metric)
     run_stop_ms = run.stop(C.SUCCESS if out.success else C.ABORTED)
+    if cfg.save_checkpoint:
+        save_checkpoint(model, Path(out_dir) / CHECKPOINT)
 
     # -- report -------------------------------------------------------------------------------
     epoch_time_s = out.epoch_time_s(steps_per_epoch)
@@ -210,6 +215,25 @@ def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, o
                                   ResnetConfig.epochs_to_converge, epoch_time_s, basis),
         stop_reason=out.stop_reason, dataset=verdict.label, cfg=cfg, seed=seed,
         platform=platform)
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def save_checkpoint(model: ResNet, path: Path) -> str:
+    """The model's weights as a plain state dict (CPU tensors, contiguous), written atomically;
+    returns its sha256, which a Mask R-CNN run that loads it records."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    digest = hashlib.sha256(data).hexdigest()
+    say(f"checkpoint: {path} ({len(data) / 1e6:.1f} MB, sha256 {digest}); a Mask R-CNN run "
+        f"starts from it with --set backbone_checkpoint=PATH")
+    return digest
 
 
 def _log_hyperparameters(log: MLLog, cfg: ResnetConfig, model: ResNet, n_train: int,

@@ -28,7 +28,7 @@ def devices(env):
 
 
 def test_ncf_smoke_in_container_then_from_the_registry(env, agents, mosquitto, cpu_image,
-                                                       registry, engine):
+                                                       pushed, engine):
     agent = agents(mosquitto.url, "boxed", "--prefix", env["MLPERF_PREFIX"])
     online = wait_for(lambda: (d := devices(env).get("boxed")) and d["state"] == "online" and d,
                       60, interval_s=0.5, what="agent online")
@@ -52,9 +52,6 @@ def test_ncf_smoke_in_container_then_from_the_registry(env, agents, mosquitto, c
     assert len(keys) == result["mllog_lines"]
 
     # Through the registry: the device does not have the registry's ref, so it pulls it.
-    pushed = json.loads(cli("mlperf-controller", "images", "push", "--registry", registry.host,
-                            cpu_image["tag"], "--json", env=env, check=True,
-                            timeout=900).stdout)[0]
     if engine.images.list(name=pushed["ref"]):
         engine.images.remove(pushed["ref"])
     run = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "boxed",
@@ -202,6 +199,45 @@ def test_an_image_other_than_the_pinned_one_is_refused(cpu_image, tmp_path):
     assert JobState.RUNNING not in states
 
 
+@pytest.mark.parametrize("benchmark", ["transformer", "deepspeech2", "maskrcnn"])
+def test_newer_references_read_their_real_formats_in_the_image(cpu_image, tmp_path, benchmark):
+    """WMT text with .sgm, LibriSpeech FLAC and COCO JSON with images, in the layouts they ship
+    in, through the image's pinned sentencepiece, sacrebleu, soundfile and pycocotools. The
+    data mount is read-only: the vocabulary is learned into the job's folder instead."""
+    from tests.references.test_deepspeech2 import write_librispeech
+    from tests.references.test_maskrcnn_coco import write_coco
+    from tests.references.test_transformer import write_wmt
+
+    if benchmark == "maskrcnn":
+        write_coco(tmp_path / "data" / "coco")
+        params = {"variant": "r14-fpn-tiny", "min_size_px": "64", "batch_size": "1",
+                  "max_epochs": "1", "workers": "0", "threads": "1"}
+        meaning = "box AP"                      # COCOeval ran, in the image
+    elif benchmark == "transformer":
+        write_wmt(tmp_path / "data" / "wmt_en_de")
+        params = {"arch": "tiny", "vocab_size": "128", "max_epochs": "1", "threads": "1"}
+        meaning = "vocabulary: learned /work/out/"
+    else:
+        write_librispeech(tmp_path / "data" / "LibriSpeech")
+        params = {"model": "ds2-c8-2x96", "train_subsets": "train-clean-100",
+                  "eval_subsets": "dev-clean", "batch_size": "2", "max_epochs": "1",
+                  "threads": "1"}
+        meaning = "dev-clean: 6 utterances"
+    lines: list[str] = []
+    result = JobExecution(job(cpu_image["tag"], benchmark=benchmark, mode="reduced",
+                              division="open", params=params),
+                          "test", workspace(tmp_path), Sequence(), on_mllog=lines.extend).run()
+    assert result.status == "done", result.error
+    outcome = result.outcome
+    assert outcome.stop_reason == "max_epochs" and outcome.reached_target is False
+    assert "NOT the MLPerf dataset" in outcome.dataset
+    assert outcome.quality is not None and outcome.time_to_train_s is None
+    job_dir = tmp_path / "work" / "jobs" / result.job_id
+    said = "".join(p.read_text() for p in job_dir.glob("std*.log")) + outcome.dataset
+    assert meaning in said, said[-2000:]
+    assert any('"eval_accuracy"' in line for line in lines)
+
+
 HOSTILE = '''
 import json, os, sys, time
 out = sys.argv[sys.argv.index("--out") + 1]
@@ -267,7 +303,8 @@ def test_a_container_left_by_a_killed_agent_is_removed_before_the_next_job(
                  interval_s=0.5, what="agent online")
         queued = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "boxed-k",
                      "--image", cpu_image["tag"], "--set", "learning_rate=1e-9", "--set",
-                     "max_epochs=60", "--detach", "--json", env=env, check=True)
+                     "max_epochs=10000", "--set", "max_seconds=30", "--detach", "--json",
+                     env=env, check=True)
         cid = json.loads(queued.stdout)["campaign_id"]
         label = {"label": "io.mlperf-edge.agent=boxed-k"}
         wait_for(lambda: engine.containers.list(filters=label), 180, what="the container")
