@@ -4,19 +4,25 @@ model, in the same process, on the same in-memory batches.
 "harness" is the shared epoch loop references.common.loop.train_epochs (MLPerf block/epoch
 events to a real MLLog, bound checks per step, loss accumulated on the device) driving the
 reference's own step (ResNet: lr_at per step, SGD with the reference's parameter groups; sentiment:
-Adam, masked seq-CNN). "bare" is ``for batch in batches: loss = f(model(x)); backward; step`` on
-the same model class with the same optimizer. The two alternate in rounds so drift hits both
+Adam, masked seq-CNN; Transformer: the rsqrt schedule per step, Adam, label-smoothed loss;
+DeepSpeech2: SGD with Nesterov momentum, CTC, the gradient norm clipped in both loops). "bare"
+is ``for batch in batches: loss = f(model(x)); backward; step`` on the same model class with
+the same optimizer. The two alternate in rounds so drift hits both
 alike; the figure is the median of the per-round ratios harness/bare (aim: >= 0.95), by wall
 time and by process CPU time (steadier when other work shares the cores).
 
-    python benchmarks/reference_overhead.py [--rounds 30] [--steps 4] [--threads 0]
+    python benchmarks/reference_overhead.py [--rounds 30] [--steps 4] [--threads 0] [--only NAME]
 
 Many short rounds and their median resist the bursts of other work on a shared machine;
 ``--threads 1`` steadies it further. Measured on the 2-core project VM (shared, 1 thread, 30
 rounds of 4 steps): ResNet 1.001 by wall time (1.028 by CPU time), sentiment 0.968 (0.975).
+Transformer and DeepSpeech2, the same way but with another process holding the other core
+(load 2.1-2.3; 20 rounds of 4 steps): Transformer-mini 0.994 by wall time (0.994 by CPU
+time), DeepSpeech2 c8-2x96 1.021 (1.017); per-round ratios spread 0.75-1.38 under that load.
 
 Models: ResNet-14 v1.5 at base width 16 on 64x64 images, batch 32 (the small variant); the
-sentiment seq-CNN at embedding 128 / 128 filters on synthetic reviews, batch 64.
+sentiment seq-CNN at embedding 128 / 128 filters on synthetic reviews, batch 64; the smoke
+Transformer-mini and DeepSpeech2 on random batches of the smoke presets' shapes.
 """
 
 from __future__ import annotations
