@@ -53,6 +53,10 @@ from references.sentiment.model import SeqCNN  # noqa: E402
 from references.deepspeech2.audio import collate  # noqa: E402
 from references.deepspeech2.config import MODELS  # noqa: E402
 from references.deepspeech2.model import DeepSpeech2  # noqa: E402
+from references.maskrcnn.backbone import calibrate_frozen_batch_norm_  # noqa: E402
+from references.maskrcnn.model import MaskRCNN, batch_images  # noqa: E402
+from references.maskrcnn.train import lr_at as maskrcnn_lr_at  # noqa: E402
+from references.maskrcnn.train import make_optimizer as maskrcnn_optimizer  # noqa: E402
 from references.transformer.model import Transformer, smoothed_loss  # noqa: E402
 from references.transformer.train import lr_at as transformer_lr_at  # noqa: E402
 
@@ -256,11 +260,95 @@ def deepspeech2_pair(steps: int):
     return harness, bare
 
 
+def planted_images(n: int, size: int, gen: torch.Generator):
+    """``n`` noisy size x size images, each with one or two filled rectangles of class 1 or 2
+    (its colour), and their targets: boxes, labels and masks as coco.CocoInstances gives."""
+    out = []
+    for _ in range(n):
+        image = 0.1 * torch.rand(3, size, size, generator=gen)
+        boxes, labels, masks = [], [], []
+        for _ in range(int(torch.randint(1, 3, (1,), generator=gen))):
+            x1, y1 = (int(v) for v in torch.randint(0, size // 2, (2,), generator=gen))
+            w, h = (int(v) for v in torch.randint(size // 6, size // 2, (2,), generator=gen))
+            label = int(torch.randint(1, 3, (1,), generator=gen))
+            image[label - 1, y1:y1 + h, x1:x1 + w] = 0.9
+            mask = torch.zeros(size, size, dtype=torch.uint8)
+            mask[y1:y1 + h, x1:x1 + w] = 1
+            boxes.append([x1, y1, x1 + w, y1 + h])
+            labels.append(label)
+            masks.append(mask)
+        out.append((image, {"boxes": torch.tensor(boxes, dtype=torch.float32),
+                            "labels": torch.tensor(labels), "masks": torch.stack(masks)}))
+    return out
+
+
+def maskrcnn_pair(steps: int):
+    """The smoke Mask R-CNN (r14-fpn-tiny, from scratch) on batches of 4 planted 128 px images;
+    SGD with the reference's bias groups, the schedule per step, gradients clipped (the smoke
+    preset's), in both loops."""
+    cfg = registry.get("maskrcnn").make_config("smoke", {})
+    gen = torch.Generator().manual_seed(0)
+    samples = planted_images(4 * steps, 128, gen)
+    batches = [tuple(zip(*samples[k:k + 4])) for k in range(0, len(samples), 4)]
+    torch.manual_seed(0)
+    base = MaskRCNN(2, cfg.variant)
+    calibrate_frozen_batch_norm_(base.backbone.body,
+                                 batch_images([s[0] for s in samples[:4]], base.pixel_mean)[0])
+    base.train()
+
+    def loss_of(model, b):
+        return sum(model(list(b[0]), list(b[1])).values())
+
+    class Scheduled:
+        """bare_rate's optimizer.step() with the clip and the schedule: a Mask R-CNN step's
+        work depends on the weights (how many proposals survive), so both loops must take
+        the same steps for the comparison to be of the loops alone."""
+
+        def __init__(self, model):
+            self.model, self.opt = model, maskrcnn_optimizer(model, cfg)
+            self.count = 0
+
+        def zero_grad(self, set_to_none=True):
+            self.opt.zero_grad(set_to_none=set_to_none)
+
+        def step(self):
+            for group in self.opt.param_groups:
+                group["lr"] = maskrcnn_lr_at(self.count, cfg) * group["lr_factor"]
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
+            self.opt.step()
+            self.count += 1
+
+    def harness():
+        model = copy.deepcopy(base)
+        optimizer = maskrcnn_optimizer(model, cfg)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        count = [0]
+
+        def step(b):                           # as references/maskrcnn/train.py's step
+            lr = maskrcnn_lr_at(count[0], cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_factor"]
+            loss = loss_of(model, b)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
+            optimizer.step()
+            count[0] += 1
+            return loss.detach()
+        return harness_rate(model, step, batches, 4 * steps, steps)
+
+    def bare():
+        model = copy.deepcopy(base)
+        return bare_rate(model, Scheduled(model), loss_of, batches, 4 * steps)
+    return harness, bare
+
+
 PAIRS = {"resnet": ("resnet14-w16 (64x64, batch 32)", resnet_pair),
          "sentiment": ("sentiment seq-CNN (emb 128, batch 64)", sentiment_pair),
          "transformer": ("transformer-mini (vocab 256, 16 pairs of <= 32 tokens)",
                          transformer_pair),
-         "deepspeech2": ("deepspeech2 c8-2x96 (batch 16, 0.5-1.4 s)", deepspeech2_pair)}
+         "deepspeech2": ("deepspeech2 c8-2x96 (batch 16, 0.5-1.4 s)", deepspeech2_pair),
+         "maskrcnn": ("maskrcnn r14-fpn-tiny (batch 4, 128 px)", maskrcnn_pair)}
 
 
 def main() -> int:
