@@ -19,6 +19,9 @@ rounds of 4 steps): ResNet 1.001 by wall time (1.028 by CPU time), sentiment 0.9
 Transformer and DeepSpeech2, the same way but with another process holding the other core
 (load 2.1-2.3; 20 rounds of 4 steps): Transformer-mini 0.994 by wall time (0.994 by CPU
 time), DeepSpeech2 c8-2x96 1.021 (1.017); per-round ratios spread 0.75-1.38 under that load.
+Mask R-CNN r14-fpn-tiny (batch 4, 128 px), same load: 0.988 over 30 rounds of 2 steps (CPU time
+0.988), 0.958 over 15 rounds of 3 (0.955); per-round ratios 0.80-1.16, so the difference is
+within this machine's noise.
 
 Models: ResNet-14 v1.5 at base width 16 on 64x64 images, batch 32 (the small variant); the
 sentiment seq-CNN at embedding 128 / 128 filters on synthetic reviews, batch 64; the smoke
