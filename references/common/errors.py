@@ -18,3 +18,13 @@ class DatasetError(ReferenceError):
 
 class UnknownBenchmark(ReferenceError):
     """A benchmark name that is not registered; the message lists the known names."""
+
+
+def one_line_from_workers(loader):
+    """The loader's batches. A DatasetError raised in a DataLoader worker process comes back
+    wrapped in the worker's traceback text: re-raise it as the one-line error it was."""
+    try:
+        yield from loader
+    except DatasetError as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise DatasetError(last.split("DatasetError: ", 1)[-1]) from None

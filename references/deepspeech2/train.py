@@ -21,7 +21,7 @@ from mlperf_logging.mllog import constants as C
 from torch import nn
 
 from references.common import datasets, runtime
-from references.common.errors import DatasetError
+from references.common.errors import DatasetError, one_line_from_workers
 from references.common.harness import (
     TimedRun,
     finish_run,
@@ -79,16 +79,8 @@ def loader(utts: list[Utterance], plan: list[list[int]], cfg: DeepSpeech2Config,
     batches = audio.SpeechBatches(utts, plan, cfg, augment, seed, epoch)
     if workers == 0:
         return (batches[k] for k in range(len(batches)))
-    return _reraised(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers))
-
-
-def _reraised(loader):
-    """A DatasetError raised in a worker comes back wrapped in its traceback: one line again."""
-    try:
-        yield from loader
-    except DatasetError as exc:
-        last = str(exc).strip().splitlines()[-1]
-        raise DatasetError(last.split("DatasetError: ", 1)[-1]) from None
+    return one_line_from_workers(torch.utils.data.DataLoader(batches, batch_size=None,
+                                                             num_workers=workers))
 
 
 @torch.inference_mode()

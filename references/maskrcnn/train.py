@@ -23,7 +23,7 @@ import torch
 from mlperf_logging.mllog import constants as C
 
 from references.common import datasets, runtime
-from references.common.errors import ConfigError, DatasetError
+from references.common.errors import ConfigError, DatasetError, one_line_from_workers
 from references.common.harness import (
     TimedRun,
     finish_run,
@@ -134,16 +134,6 @@ def backbone_text(cfg: MaskRCNNConfig, digest: str | None) -> str:
     return f"backbone from checkpoint {Path(cfg.backbone_checkpoint).name} (sha256 {digest})"
 
 
-def _reraised(loader):
-    """The loader's batches; a DatasetError raised in a worker process comes back wrapped in
-    the worker's traceback text: re-raise it as the one-line error it was."""
-    try:
-        yield from loader
-    except DatasetError as exc:
-        last = str(exc).strip().splitlines()[-1]
-        raise DatasetError(last.split("DatasetError: ", 1)[-1]) from None
-
-
 def _train(cfg: MaskRCNNConfig, mode: str, division: str, data_dir: Path | None,
            out_dir: Path, seed: int, platform: str, threads: int, device: str, log: MLLog,
            run: TimedRun) -> int:
@@ -201,7 +191,7 @@ def _train(cfg: MaskRCNNConfig, mode: str, division: str, data_dir: Path | None,
     def batches(epoch: int):
         state["epoch"] = epoch
         data.train.set_epoch(epoch)       # a fresh draw of flips per epoch
-        return _reraised(train_loader)
+        return one_line_from_workers(train_loader)
 
     def step(batch) -> torch.Tensor:
         images, targets = batch
@@ -222,7 +212,8 @@ def _train(cfg: MaskRCNNConfig, mode: str, division: str, data_dir: Path | None,
 
     def evaluate() -> Evaluation:
         summaries: dict[str, str] = {}
-        ap = evaluation.average_precision(model, data.evals, _reraised(eval_loader), device,
+        ap = evaluation.average_precision(model, data.evals,
+                                          one_line_from_workers(eval_loader), device,
                                           summaries)
         values = {"bbox_map": ap["bbox"], "segm_map": ap["segm"]}
         quality = joint_quality(target, values)

@@ -21,7 +21,7 @@ import torch.nn as nn
 from mlperf_logging.mllog import constants as C
 
 from references.common import datasets, runtime
-from references.common.errors import DatasetError
+from references.common.errors import one_line_from_workers
 from references.common.harness import (
     TimedRun,
     finish_run,
@@ -124,21 +124,11 @@ def _loaders(cfg: ResnetConfig, data_dir: Path | None, seed: int):
 
     def train(epoch: int):
         train_set.epoch = epoch          # a fresh augmentation stream per epoch
-        return (b for b in _reraised(train_loader) if b is not None)
+        return (b for b in one_line_from_workers(train_loader) if b is not None)
 
     files = train_split.files + val_split.files
-    return (train, lambda: _reraised(val_loader), len(train_split), len(val_split), len(wnids),
-            verdict, files)
-
-
-def _reraised(loader):
-    """The loader's batches; a DatasetError raised in a worker process comes back wrapped in
-    the worker's traceback text: re-raise it as the one-line error it was."""
-    try:
-        yield from loader
-    except DatasetError as exc:
-        last = str(exc).strip().splitlines()[-1]
-        raise DatasetError(last.split("DatasetError: ", 1)[-1]) from None
+    return (train, lambda: one_line_from_workers(val_loader), len(train_split),
+            len(val_split), len(wnids), verdict, files)
 
 
 def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, out_dir: Path,
