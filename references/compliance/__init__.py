@@ -3,8 +3,9 @@ commands that check a run's log with the real ``mlperf_logging.compliance_checke
 
 ResNet, the Transformer and Mask R-CNN use the checker's own rules, ``--ruleset 0.6.0`` (the
 release nearest v0.5 with their rules), on OUT/mllog_v06.txt: the same events in the v0.6 line
-format, the only one the 0.6.0 parser reads. (Later rulesets parse OUT/mllog.txt but hold ResNet to their own targets, e.g.
-0.759 <= top-1 < 1.0 in 0.7.0.) NCF and sentiment use the self-contained files here through
+format, the only one the 0.6.0 parser reads. (Later rulesets parse OUT/mllog.txt but hold
+ResNet to their own targets, e.g. 0.759 <= top-1 < 1.0 in 0.7.0.) NCF, sentiment and
+DeepSpeech2 use the self-contained files here through
 ``--config`` with an absolute path, on OUT/mllog.txt.
 """
 

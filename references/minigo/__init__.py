@@ -1,1 +1,1 @@
-"""Minigo (9x9 Go by self-play reinforcement learning): the rules engine and the SGF reader so far."""
+"""Minigo (9x9 Go by self-play reinforcement learning): rules, SGF, network, search, self-play."""

@@ -76,7 +76,8 @@ def from_flat(index: int, size: int = 9) -> tuple[int, int] | None:
     """Flat index -> (row, col), or None for the pass."""
     index = operator.index(index)
     if not 0 <= index <= check_size(size) ** 2:
-        raise ValueError(f"move index {index} is off the {size}x{size} board (pass is {size * size})")
+        raise ValueError(f"move index {index} is off the {size}x{size} board "
+                         f"(pass is {size * size})")
     return None if index == size * size else divmod(index, size)
 
 
@@ -196,7 +197,8 @@ class Position:
         self.size, self.komi, self.to_play, self.passes = size, komi, to_play, passes
         self.captures, self.move_number, self.last_move = captures, move_number, last_move
         self._cells, self._hash, self._parent_hash = cells, board_hash, parent_hash
-        self._seen, self._recent = seen, recent       # every earlier board hash; boards newest first
+        # every earlier board hash; the recent boards, newest first
+        self._seen, self._recent = seen, recent
         self._board: np.ndarray | None = None         # built on first use
         self._chains: tuple[list[int], list[int], list[int]] | None = None
 
