@@ -114,10 +114,13 @@ def registry(tmp_path_factory, engine) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="session")
-def pushed(cpu_image, registry) -> dict:
+def pushed(cpu_image, registry, engine) -> dict:
     """The CPU image pushed once to the test registry through `images push` (1.4 GB: each
-    push costs a minute or more, so the tests that need it share this one)."""
+    push costs a minute or more, so the tests that need it share this one), with the id of the
+    image the tag named when it was pushed (``image_id``): a later rebuild moves the tag to a
+    new image (its created label differs) while the registry keeps this one."""
+    image_id = engine.images.get(cpu_image["tag"]).id
     proc = cli("mlperf-controller", "images", "push", "--registry", registry.host,
                cpu_image["tag"], "--json", check=True, timeout=900)
     (out,) = json.loads(proc.stdout)
-    return out
+    return {**out, "image_id": image_id}
