@@ -148,7 +148,10 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
 
 def watch(store: Store, campaign_id: str, console: Console, timeout_s: float | None = None,
           show_progress: bool = True, poll_s: float = 0.5) -> None:
-    """Show a progress bar until every job of the campaign has ended (or Ctrl-C/timeout)."""
+    """Show a progress bar until the campaign has ended (or Ctrl-C/timeout). Ended is what the
+    controller decides (store.close_finished_campaigns): every run's latest attempt has
+    ended and none that is lost still awaits its retry. Counting ended attempts alone returned
+    while a lost run's retry was still to come, and printed the campaign as "active"."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     counts = store.progress(campaign_id)
     total = sum(counts.values())
@@ -163,7 +166,8 @@ def watch(store: Store, campaign_id: str, console: Console, timeout_s: float | N
                 states = " ".join(f"{s.value} {counts[s.value]}" for s in JobState
                                   if counts[s.value])
                 bar.update(task, completed=finished, states=states)
-                if finished >= total:
+                campaign = store.campaign(campaign_id)
+                if campaign is None or campaign.state != "active":
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     raise CampaignError(f"campaign {campaign_id} not finished after {timeout_s:g} s"
