@@ -94,6 +94,27 @@ def bare_rate(model, optimizer, loss_of, batches, n_samples: int) -> tuple[float
             n_samples / (time.process_time() - cpu))
 
 
+class Clipped:
+    """The optimizer bare_rate steps, with the gradient norm clipped first and, when ``lr_at``
+    is given, the learning rate set per step (times each group's ``lr_factor``): the parts of
+    a reference's algorithm that belong in both loops."""
+
+    def __init__(self, model, optimizer, max_norm: float, lr_at=None) -> None:
+        self.model, self.opt, self.max_norm, self.lr_at = model, optimizer, max_norm, lr_at
+        self.count = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        if self.lr_at is not None:
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr_at(self.count) * group.get("lr_factor", 1.0)
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.max_norm)
+        self.opt.step()
+        self.count += 1
+
+
 def resnet_pair(steps: int):
     cfg = registry.get("resnet").make_config(
         "reduced", {"arch": "resnet14", "base_width": "16", "image_size": "64",
@@ -233,17 +254,6 @@ def deepspeech2_pair(steps: int):
         return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum,
                                nesterov=True, weight_decay=cfg.weight_decay)
 
-    class Clipped:                             # bare_rate's optimizer.step(), with the clip
-        def __init__(self, model):
-            self.model, self.opt = model, sgd(model)
-
-        def zero_grad(self, set_to_none=True):
-            self.opt.zero_grad(set_to_none=set_to_none)
-
-        def step(self):
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_norm)
-            self.opt.step()
-
     def harness():
         model = copy.deepcopy(base)
         optimizer = sgd(model)
@@ -259,7 +269,8 @@ def deepspeech2_pair(steps: int):
 
     def bare():
         model = copy.deepcopy(base)
-        return bare_rate(model, Clipped(model), loss_of, batches, 16 * steps)
+        return bare_rate(model, Clipped(model, sgd(model), cfg.max_norm), loss_of, batches,
+                         16 * steps)
     return harness, bare
 
 
@@ -302,25 +313,6 @@ def maskrcnn_pair(steps: int):
     def loss_of(model, b):
         return sum(model(list(b[0]), list(b[1])).values())
 
-    class Scheduled:
-        """bare_rate's optimizer.step() with the clip and the schedule: a Mask R-CNN step's
-        work depends on the weights (how many proposals survive), so both loops must take
-        the same steps for the comparison to be of the loops alone."""
-
-        def __init__(self, model):
-            self.model, self.opt = model, maskrcnn_optimizer(model, cfg)
-            self.count = 0
-
-        def zero_grad(self, set_to_none=True):
-            self.opt.zero_grad(set_to_none=set_to_none)
-
-        def step(self):
-            for group in self.opt.param_groups:
-                group["lr"] = maskrcnn_lr_at(self.count, cfg) * group["lr_factor"]
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
-            self.opt.step()
-            self.count += 1
-
     def harness():
         model = copy.deepcopy(base)
         optimizer = maskrcnn_optimizer(model, cfg)
@@ -342,7 +334,12 @@ def maskrcnn_pair(steps: int):
 
     def bare():
         model = copy.deepcopy(base)
-        return bare_rate(model, Scheduled(model), loss_of, batches, 4 * steps)
+        # A Mask R-CNN step's work depends on the weights (how many proposals survive), so
+        # both loops take the same schedule for the comparison to be of the loops alone.
+        return bare_rate(model, Clipped(model, maskrcnn_optimizer(model, cfg),
+                                        cfg.grad_clip_norm,
+                                        lambda k: maskrcnn_lr_at(k, cfg)),
+                         loss_of, batches, 4 * steps)
     return harness, bare
 
 
