@@ -20,7 +20,14 @@ def quality_text(outcome: ReferenceOutcome | None) -> str:
     t = outcome.target
     op = ">=" if t.direction == "max" else "<="
     got = "n/a" if outcome.quality is None else f"{outcome.quality:.4g}"
-    return f"{t.metric} {got} {op} {t.value:.4g} ({'reached' if outcome.reached_target else 'not reached'})"
+    text = (f"{t.metric} {got} {op} {t.value:.4g} "
+            f"({'reached' if outcome.reached_target else 'not reached'})")
+    return text + (f": {parts_text(outcome.quality_parts)}" if outcome.quality_parts else "")
+
+
+def parts_text(parts: dict[str, float] | None) -> str:
+    """'bbox_map 0.3812, segm_map 0.3402': each part of a joint quality, as measured."""
+    return ", ".join(f"{name} {value:.4g}" for name, value in (parts or {}).items())
 
 
 def significant(x: float | None, digits: int = 3) -> str:

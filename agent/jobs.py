@@ -70,6 +70,8 @@ def validate(job: JobAssignment, allowed: list[str] | None = None,
         spec.make_config(job.mode, dict(job.params), job.division)
     except ReferenceError as exc:
         raise JobError(str(exc)) from None
+    if problem := spec.job_path_problem(dict(job.params)):
+        raise JobError(problem)
 
 
 def image_allowed(ref: str, digest: str | None, patterns: list[str]) -> bool:

@@ -466,6 +466,9 @@ class ReferenceOutcome(BaseModel):
     reached_target: bool
     target: Target
     quality: float | None
+    # A target of several parts (Mask R-CNN: box and mask AP): each part's value, by the names
+    # the target's metric lists; quality is their joint figure.
+    quality_parts: dict[ParamKey, float] | None = Field(default=None, max_length=8)
     epochs: int = Field(ge=0)
     samples_trained: int = Field(ge=0)
     timed_window_s: float = Field(ge=0)

@@ -21,16 +21,20 @@ Transformer and DeepSpeech2, the same way but with another process holding the o
 time), DeepSpeech2 c8-2x96 1.021 (1.017); per-round ratios spread 0.75-1.38 under that load.
 Mask R-CNN r14-fpn-tiny (batch 4, 128 px), same load: 0.988 over 30 rounds of 2 steps (CPU time
 0.988), 0.958 over 15 rounds of 3 (0.955); per-round ratios 0.80-1.16, so the difference is
-within this machine's noise.
+within this machine's noise. Minigo (the smoke net, one generation of 2 self-play games and 8
+SGD steps, gating off), same load: 1.035 over 20 rounds (CPU time 0.995; per-round 0.56-2.14,
+self-play's game lengths and the other core's load make single rounds noisy).
 
 Models: ResNet-14 v1.5 at base width 16 on 64x64 images, batch 32 (the small variant); the
 sentiment seq-CNN at embedding 128 / 128 filters on synthetic reviews, batch 64; the smoke
-Transformer-mini and DeepSpeech2 on random batches of the smoke presets' shapes.
+Transformer-mini and DeepSpeech2 on random batches of the smoke presets' shapes; Minigo's loop
+(references/minigo/loop.py) against the same self-play and steps written plainly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import sys
@@ -343,12 +347,82 @@ def maskrcnn_pair(steps: int):
     return harness, bare
 
 
+def minigo_pair(steps: int):
+    """The smoke preset's Minigo (its board, net, readouts and batch) for one generation of 2
+    self-play games and ``steps`` SGD steps, gating off. "harness" is references.minigo.loop.run
+    (MLLOG events, bound checks between games and steps, the games written as SGF, the model
+    saved, and its evaluation by the raw policy on one 5x5 game: the reference's loop does
+    these too); "bare" plays the same games and takes the same steps with the same functions,
+    from the same weights and seed, so both make identical games and the figure compares the
+    loops alone. Samples: positions trained on (batch x steps), the loop's throughput unit."""
+    from dataclasses import replace
+
+    from references.minigo import loop, model, selfplay
+    from references.minigo.train import make_net
+
+    smoke = registry.get("minigo").make_config("smoke", {})
+    cfg = replace(smoke, games_per_generation=2, examples_per_generation=smoke.batch_size * steps,
+                  gating_games_per_side=0, eval_readouts=0, max_epochs=1)
+    never = Target("move_prediction_pct", 101.0, "max", "unreachable: one generation is timed")
+    play = selfplay.SelfPlayConfig(
+        board_size=cfg.board_size, komi=cfg.komi, readouts=cfg.readouts,
+        resign_threshold=cfg.resign_threshold,
+        resign_disabled_fraction=cfg.resign_disabled_fraction, history=cfg.history)
+    torch.manual_seed(0)
+    base = make_net(cfg, "cpu")
+    with tempfile.TemporaryDirectory() as tmp:      # one game to evaluate on, as SGF
+        record = selfplay.play_game(model.make_evaluator(base, np.random.default_rng(1)), play,
+                                    np.random.default_rng(1))
+        (Path(tmp) / "g.sgf").write_text(selfplay.to_sgf(record))
+        from references.minigo import sgf
+        holdout = type("Holdout", (), {"games": sgf.read_games(tmp, cfg.board_size)})()
+    samples = cfg.batch_size * steps
+
+    def nets():
+        trainee, best = copy.deepcopy(base), copy.deepcopy(base)
+        return trainee, best, model.make_optimizer(trainee, cfg.learning_rate)
+
+    def harness():
+        trainee, best, optimizer = nets()
+        with tempfile.TemporaryDirectory() as tmp:
+            import io
+            log = MLLog(Path(tmp) / "mllog.txt", stdout=io.StringIO())
+            started, cpu = time.perf_counter(), time.process_time()
+            with contextlib.redirect_stderr(io.StringIO()):      # the loop's progress lines
+                out = loop.run(cfg, log, never, loop.Nets(trainee, best, optimizer), holdout,
+                               run_start_ms=0, out_dir=Path(tmp), rng=np.random.default_rng(0),
+                               device="cpu")
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+            log.close()
+        assert out.steps == steps and out.games == 2, out
+        return samples / elapsed, samples / cpu
+
+    def bare():
+        trainee, best, optimizer = nets()
+        rng = np.random.default_rng(0)
+        started, cpu = time.perf_counter(), time.process_time()
+        window = selfplay.ReplayWindow(cfg.window_games, cfg.window_positions)
+        best_eval = model.make_evaluator(best, rng)
+        for _ in range(cfg.games_per_generation):
+            window.add(selfplay.play_game(best_eval, play, rng))
+        for step in range(steps):
+            lr = model.learning_rate(step, cfg.lr_boundaries_steps, cfg.learning_rates())
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            planes, pi, z = (torch.from_numpy(a) for a in window.sample(cfg.batch_size, rng))
+            model.train_step(trainee, optimizer, planes, pi, z)
+        return (samples / (time.perf_counter() - started),
+                samples / (time.process_time() - cpu))
+    return harness, bare
+
+
 PAIRS = {"resnet": ("resnet14-w16 (64x64, batch 32)", resnet_pair),
          "sentiment": ("sentiment seq-CNN (emb 128, batch 64)", sentiment_pair),
          "transformer": ("transformer-mini (vocab 256, 16 pairs of <= 32 tokens)",
                          transformer_pair),
          "deepspeech2": ("deepspeech2 c8-2x96 (batch 16, 0.5-1.4 s)", deepspeech2_pair),
-         "maskrcnn": ("maskrcnn r14-fpn-tiny (batch 4, 128 px)", maskrcnn_pair)}
+         "maskrcnn": ("maskrcnn r14-fpn-tiny (batch 4, 128 px)", maskrcnn_pair),
+         "minigo": ("minigo smoke net (2 self-play games + SGD steps)", minigo_pair)}
 
 
 def main() -> int:

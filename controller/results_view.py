@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from agent.display import parts_text
 from controller.runs import SAMPLES_PER_J_DEFINITION, THROUGHPUT_DEFINITION, Run, significant
 from controller.scoring import Score
 
@@ -80,6 +81,8 @@ def results_table(runs: list[Run], title: str) -> Table:
             status, color = f"{status} (retried)", "dim"
         run = str(r.run_index) + (f" (attempt {r.attempt})" if r.attempt > 1 else "")
         quality = "-" if r.quality is None else f"{r.metric} {r.quality:.4f}"
+        if r.quality_parts:                       # a joint figure: show what it is made of
+            quality += f" ({parts_text(r.quality_parts)})"
         reached = "-" if r.target is None else \
             f"{'yes' if r.converged else 'no'} ({'>=' if r.direction == 'max' else '<='} " \
             f"{r.target:g})"

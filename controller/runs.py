@@ -46,6 +46,7 @@ class Run:
     division: str | None = None
     converged: bool = False                 # reached its target (the mode's target)
     quality: float | None = None
+    quality_parts: dict[str, float] | None = None   # each part of a joint quality (box/mask AP)
     metric: str | None = None
     target: float | None = None
     direction: str | None = None
@@ -126,7 +127,8 @@ class Run:
             "time_to_train_s": self.time_to_train_s,
             "time_to_target_s": self.time_to_target_s, "projection_s": self.projection_s,
             "timed_window_s": self.timed_window_s, "quality": self.quality,
-            "metric": self.metric, "target": self.target, "samples": self.samples,
+            "quality_parts": self.quality_parts, "metric": self.metric, "target": self.target,
+            "samples": self.samples,
             "throughput_samples_per_s": self.throughput_sps, "energy_j": self.energy_j,
             "avg_power_w": self.avg_power_w, "peak_power_w": self.peak_power_w,
             "samples_per_j": self.samples_per_j, "power_method": self.power_method,
@@ -165,7 +167,8 @@ def build(job: Job, result: Result | None, device_name: str,
     if out is not None:
         fields.update(
             division=out.division or job.division, converged=out.reached_target,
-            quality=out.quality, metric=out.target.metric, target=out.target.value,
+            quality=out.quality, quality_parts=out.quality_parts,
+            metric=out.target.metric, target=out.target.value,
             direction=out.target.direction, time_to_train_s=out.time_to_train_s,
             time_to_target_s=out.time_to_target_s if out.mode == "smoke" else None,
             projection_s=out.projection.time_to_train_s if out.projection else None,

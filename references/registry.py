@@ -32,6 +32,10 @@ class ReferenceSpec:
     config_class: str         # "package.module:Class" with smoke()/reduced()/full() presets
     entry_point: str          # "package.module:function" called as main(cfg, mode=..., ...)
     data_check: str           # "package.module:function" called as check(cfg, data_dir); torch-free
+    # Config keys that name a file. From a job they must stay under the agent's data root
+    # (relative, no ".."): the reference resolves them against the folder that holds the
+    # dataset folder. On the command line any path may be given.
+    path_params: tuple[str, ...] = ()
 
     def make_config(self, mode: str, overrides: Mapping[str, Value] | None = None,
                     division: str | None = None) -> Any:
@@ -45,6 +49,19 @@ class ReferenceSpec:
         check_division(division or default_division(mode), mode, cls, overrides or {})
         check_limits(cfg)
         return cfg.validate()
+
+    def job_path_problem(self, params: Mapping[str, Value]) -> str | None:
+        """Why a job's file-naming parameter may not be used (None: fine): a job names files
+        under the agent's data root only, never an absolute path or one that climbs out."""
+        for key in self.path_params:
+            value = params.get(key)
+            if not isinstance(value, str) or value.strip().lower() in ("", "none", "null"):
+                continue
+            parts = value.replace("\\", "/").split("/")
+            if value.startswith(("/", "~")) or ".." in parts or ":" in parts[0]:
+                return (f"{key}={value!r}: a job names files under the agent's data root only "
+                        "(a relative path without '..', e.g. checkpoints/resnet50.pt)")
+        return None
 
     def config_dict(self, cfg: Any) -> dict[str, Any]:
         """The config as JSON-able data."""
@@ -142,6 +159,19 @@ _SPECS = (
         config_class="references.maskrcnn.config:MaskRCNNConfig",
         entry_point="references.maskrcnn.train:main",
         data_check="references.maskrcnn.data:check_data_dir",
+        path_params=("backbone_checkpoint",),
+    ),
+    ReferenceSpec(
+        name="minigo",
+        title="Reinforcement learning: Minigo self-play on 9x9 Go, predicting 40% of the moves "
+              "of professional games (MLPerf training v0.5)",
+        modes=("smoke", "reduced", "full"),
+        data_hint="folder of 9x9 professional games as .sgf files, read recursively (the "
+                  "reference's benchmark_sgf/9x9_pro_*.sgf); self-play makes the training data; "
+                  "smoke makes its own evaluation games",
+        config_class="references.minigo.config:MinigoConfig",
+        entry_point="references.minigo.train:main",
+        data_check="references.minigo.data:check_data_dir",
     ),
 )
 _REGISTRY = {spec.name: spec for spec in _SPECS}

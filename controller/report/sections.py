@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import mean
 
+from agent.display import parts_text
 from controller.runs import Run
 from controller.scoring import Score
 
@@ -150,6 +151,10 @@ def build_row(sc: Score) -> Row:
         quality = f"{reached:.4g}" if reached is not None else "-"
         row.target = f"{first.metric} {quality} (target {sign} {first.target:g})" \
             if first.target is not None else f"{first.metric} {quality}"
+        names = [n for n in (first.quality_parts or {})]
+        parts = {n: _avg((r.quality_parts or {}).get(n) for r in conv) for n in names}
+        if parts and all(v is not None for v in parts.values()):    # box and mask AP, say
+            row.target += f"; {parts_text(parts)}"
     return row
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from html import escape as e
 
+from agent.display import parts_text
 from controller.report.sections import Group, Row
 from controller.report.winners import Callout
 from controller.runs import Run, significant
@@ -131,8 +132,9 @@ def notes(group: Group) -> str:
 def _what_happened(r: Run) -> str:
     if r.state == "done" and not r.converged:
         if r.quality is not None and r.target is not None:
+            parts = f"; {parts_text(r.quality_parts)}" if r.quality_parts else ""
             return (f"did not reach the target: {r.metric} {r.quality:.4g} "
-                    f"(target {r.target:g})")
+                    f"(target {r.target:g}{parts})")
         return "finished without reaching the target"
     if not r.final and not r.superseded:
         return f"not finished yet ({r.state})"

@@ -109,6 +109,14 @@ TABLE: dict[str, Identity] = {i.name: i for i in (
              "COCO 2017 split sizes as tabulated in hoya012/deep_learning_object_detection "
              "README (MS COCO17: 118,287 train and 5,000 val images, 860,001 and 36,781 "
              "objects); train2017 = trainval35k of 2014, val2017 = minival"),
+    # For references/minigo: the four professional games the reference scores its networks on,
+    # identified by each file's SHA-256 (references/minigo/data.py REFERENCE_SGF_SHA256).
+    Identity("minigo-benchmark-sgf", "the Minigo reference's professional 9x9 games",
+             ("minigo",), {"games": 4, "files with the reference's SHA-256": 4},
+             "mlcommons/training reinforcement/tensorflow/minigo/benchmark_sgf/"
+             "9x9_pro_{YKSH,IYMD,YSIY,IYHN}.sgf (loop_train_eval.py, predict_games.py); "
+             "SHA-256 of the files at commit 0badcd1786fcb007725ed05f1c44e9d80bbeac52",
+             by="games and SHA-256 of each file"),
 )}
 
 
@@ -126,7 +134,8 @@ def identify(benchmark: str, expected: str, found: Mapping[str, int], where: str
     if missing:
         raise ValueError(f"identify({expected!r}): counts {missing} were not given")
     if all(found[k] == v for k, v in identity.counts.items()):
-        label = f"{identity.name} ({identity.title}: identified by counts, {_n(identity.counts)})"
+        label = (f"{identity.name} ({identity.title}: identified by {identity.by}, "
+                 f"{_n(identity.counts)})")
         if benchmark in identity.benchmarks:
             return Verdict(True, fit(label), None, identity.name, found)
         mlperf = mlperf_dataset(benchmark)

@@ -133,10 +133,12 @@ def build_result(*, benchmark: str, mode: str, division: str, target: Target,
                  quality: float | None, success: bool, epochs: int, samples: int,
                  timed_window_s: float, throughput: float | None, epoch_time_s: float | None,
                  projection: dict | None, stop_reason: str, dataset: str, cfg: Any, seed: int,
-                 platform: str) -> dict[str, Any]:
+                 platform: str, quality_parts: dict[str, float] | None = None
+                 ) -> dict[str, Any]:
     """result.json's content. Only a full run that reached its target has a time-to-train; a
     smoke run's time to its own target is ``time_to_target_s``; a reduced run has neither,
-    only its projection."""
+    only its projection. ``quality_parts``: for a target of several parts (Mask R-CNN's box and
+    mask AP), each part's value at the last evaluation; ``quality`` is then their joint figure."""
     return {
         "schema": 1,
         "benchmark": benchmark,
@@ -146,6 +148,7 @@ def build_result(*, benchmark: str, mode: str, division: str, target: Target,
         "reached_target": success,
         "target": target.as_dict(),
         "quality": quality,
+        "quality_parts": quality_parts,
         "epochs": epochs,
         "samples_trained": samples,
         "timed_window_s": timed_window_s,

@@ -13,7 +13,8 @@ from typing import Any
 
 SCHEMA = 1
 KEYS = (
-    "schema", "benchmark", "mode", "division", "status", "reached_target", "target", "quality", "epochs",
+    "schema", "benchmark", "mode", "division", "status", "reached_target", "target", "quality",
+    "quality_parts", "epochs",
     "samples_trained", "timed_window_s", "time_to_target_s", "time_to_train_s",
     "throughput_samples_per_s", "epoch_time_s", "projection", "stop_reason", "dataset", "config",
     "source_revision", "seed", "platform", "mllog_file",

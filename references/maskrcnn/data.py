@@ -23,12 +23,25 @@ LAYOUT = ("annotations/instances_{train,val}2017.json with the images in train20
           "val2017/")
 
 
+def backbone_path(cfg, data_dir: Path | None) -> Path | None:
+    """The checkpoint the config names: a relative path is under the data root (the folder
+    that holds the COCO folder, where an agent's job may name one), or under the working folder
+    when the run has no data folder (smoke)."""
+    if cfg.backbone_checkpoint is None:
+        return None
+    path = Path(cfg.backbone_checkpoint).expanduser()
+    if path.is_absolute():
+        return path
+    return (Path(data_dir).parent if data_dir is not None else Path.cwd()) / path
+
+
 def check_data_dir(cfg, data_dir: Path | None) -> None:
     """DatasetError unless the COCO layout is there; ConfigError for a missing checkpoint."""
-    if cfg.backbone_checkpoint is not None and not Path(cfg.backbone_checkpoint).is_file():
-        raise ConfigError(f"backbone checkpoint {cfg.backbone_checkpoint} is missing: expected "
-                          "a state dict of our ResNet reference's model (or "
-                          "backbone_checkpoint=none: from scratch)")
+    checkpoint = backbone_path(cfg, data_dir)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise ConfigError(f"backbone checkpoint {checkpoint} is missing: expected a state dict "
+                          "of our ResNet reference's model (a relative path is under the data "
+                          "root; or backbone_checkpoint=none: from scratch)")
     if cfg.data_folder() is None:
         return
     if data_dir is None:

@@ -38,7 +38,7 @@ from references.common.targets import joint_quality, parts_reached, target_for
 from references.maskrcnn import coco, evaluation, identity, synthetic
 from references.maskrcnn.backbone import calibrate_frozen_batch_norm_
 from references.maskrcnn.config import BIAS_LR_FACTOR, MaskRCNNConfig
-from references.maskrcnn.data import check_data_dir
+from references.maskrcnn.data import backbone_path, check_data_dir
 from references.maskrcnn.hparams import log_hyperparameters
 from references.maskrcnn.model import MaskRCNN, batch_images
 
@@ -115,14 +115,15 @@ def load_data(cfg: MaskRCNNConfig, mode: str, division: str, data_dir: Path | No
     return Data(train, evals, verdict, files)
 
 
-def build_model(cfg: MaskRCNNConfig, classes: int, device: str) -> tuple[MaskRCNN, str | None]:
-    """The model, its backbone loaded from the checkpoint if one is named: (model, sha256)."""
+def build_model(cfg: MaskRCNNConfig, classes: int, device: str, checkpoint: Path | None
+                ) -> tuple[MaskRCNN, str | None]:
+    """The model, its backbone loaded from ``checkpoint`` if there is one: (model, sha256)."""
     model = MaskRCNN(classes, cfg.variant)
     digest = None
-    if cfg.backbone_checkpoint is not None:
-        digest = model.load_backbone(cfg.backbone_checkpoint)
+    if checkpoint is not None:
+        digest = model.load_backbone(checkpoint)
         if cfg.backbone_sha256 is not None and digest != cfg.backbone_sha256:
-            raise ConfigError(f"backbone checkpoint {cfg.backbone_checkpoint} has sha256 "
+            raise ConfigError(f"backbone checkpoint {checkpoint} has sha256 "
                               f"{digest}, but backbone_sha256 expects {cfg.backbone_sha256}")
     return model.to(device), digest
 
@@ -142,7 +143,7 @@ def _train(cfg: MaskRCNNConfig, mode: str, division: str, data_dir: Path | None,
     # -- before the MLPerf init: untimed, nothing logged yet ----------------------------------
     data = load_data(cfg, mode, division, data_dir, out_dir, seed)
     classes = len(data.train.category_ids)
-    model, digest = build_model(cfg, classes, device)
+    model, digest = build_model(cfg, classes, device, backbone_path(cfg, data_dir))
     backbone = backbone_text(cfg, digest)
     dataset = datasets.fit(f"{data.verdict.label}; {backbone}")
     cfg = replace(cfg, backbone_sha256=digest)        # the result's config records the hash
@@ -248,4 +249,5 @@ def _train(cfg: MaskRCNNConfig, mode: str, division: str, data_dir: Path | None,
         epoch_time_s=epoch_time_s,
         projection=projection_for(mode, data.verdict, cfg.epochs_to_converge,
                                   MaskRCNNConfig.epochs_to_converge, epoch_time_s, basis),
-        stop_reason=out.stop_reason, dataset=dataset, cfg=cfg, seed=seed, platform=platform)
+        stop_reason=out.stop_reason, dataset=dataset, cfg=cfg, seed=seed, platform=platform,
+        quality_parts={k: scores[-1][k] for k in ("bbox_map", "segm_map")} if scores else None)

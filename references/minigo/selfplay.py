@@ -263,25 +263,35 @@ class ReplayWindow:
 # -- evaluation: predicting professional moves -----------------------------------------------
 
 def predict_accuracy(net_eval: mcts.NetEval, games: Iterable[sgf.Game],
-                     rng: np.random.Generator | None = None, batch_size: int = 256) -> float:
-    """Percent of the games' moves that the policy's most probable legal move (the pass
-    included) matches: the benchmark's quality metric, 40% the target.
+                     rng: np.random.Generator | None = None, batch_size: int = 256,
+                     readouts: int = 0) -> float:
+    """Percent of the games' moves that the network's guess matches: the benchmark's quality
+    metric, 40% the target. As the reference's predict_games.py, passes are not scored.
 
-    As the reference's predict_games.py, the moves that are passes are not scored. Exact ties
-    (a network hardly makes one) are broken at random, so a uniform policy scores chance
-    rather than always the first point. Differs from the v0.5 reference, which picked each move
-    by an MCTS of 1000 readouts (predict_games.py, predict_move; TERMINATION_ACCURACY 0.40 in
-    shared/params/final.json) and averaged 2 rounds: here the raw policy answers, a cheaper
-    and stricter reading (mcts.search + mcts.pick_move give the reference's).
+    ``readouts`` > 0: the guess is the most visited move of an MCTS of that many readouts from
+    the position, without noise -- the v0.5 reference's way (predict_games.py predict_move, 1000
+    readouts: MinigoConfig.eval_readouts). 0: the policy's most probable legal move (the pass
+    included), much cheaper and a stricter reading, which the smoke preset states it uses.
+    Exact ties of the policy (a network hardly makes one) are broken at random, so a uniform
+    policy scores chance rather than always the first point.
     """
     rng = np.random.default_rng() if rng is None else rng
     cases = [(position, move) for game in games for position, move in sgf.positions(game)
              if move != position.size ** 2]
     if not cases:
         raise ValueError("no moves to predict (no games, or passes only)")
+    searched = [(p, m) for p, m in cases if readouts > 0 and not p.is_game_over()]
     correct = 0
-    for start in range(0, len(cases), batch_size):
-        chunk = cases[start:start + batch_size]
+    for position, move in searched:
+        # A professional game may run past self-play's move cap: the search may go on.
+        limit = max(mcts.max_game_moves(position.size), position.move_number + 2)
+        root = mcts.search(position, net_eval, readouts, rng, max_moves=limit)
+        correct += int(mcts.pick_move(root) == move)
+    # The policy's guess: every case when readouts is 0; a move recorded after two passes
+    # (the rules call the game over, some records play on) otherwise.
+    rest = cases if not searched else [(p, m) for p, m in cases if p.is_game_over()]
+    for start in range(0, len(rest), batch_size):
+        chunk = rest[start:start + batch_size]
         priors, _ = net_eval([position for position, _ in chunk])
         for (position, move), prior in zip(chunk, np.asarray(priors, dtype=np.float64)):
             scores = np.where(position.legal_moves(), prior, -np.inf)
@@ -289,4 +299,3 @@ def predict_accuracy(net_eval: mcts.NetEval, games: Iterable[sgf.Game],
             guess = best[0] if len(best) == 1 else rng.choice(best)
             correct += int(guess == move)
     return 100.0 * correct / len(cases)
-

@@ -64,8 +64,9 @@ def _flat(point: tuple[int, int] | None, size: int) -> int:
     return go.to_flat(size - 1 - row, col, size)
 
 
-def read_game(path: str | Path) -> Game:
-    """The game in one SGF file (the main line of its first game tree), replayed move by move."""
+def read_game(path: str | Path, board_size: int = BOARD_SIZE) -> Game:
+    """The game in one SGF file (the main line of its first game tree), replayed move by move.
+    ``board_size`` is the size a game must have: 9 (the benchmark's), or the smoke run's board."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -80,9 +81,9 @@ def read_game(path: str | Path) -> Game:
     except ValueError as exc:
         raise DatasetError(f"{path}: malformed SGF: {_one_line(exc)}") from None
     size = record.get_size()
-    if size != BOARD_SIZE:
+    if size != board_size:
         raise DatasetError(f"{path}: board size {size}, this reference reads "
-                           f"{BOARD_SIZE}x{BOARD_SIZE} games only")
+                           f"{board_size}x{board_size} games only")
     if root.has_property("GM") and root.get_raw("GM").strip() != b"1":
         raise DatasetError(f"{path}: GM[{root.get_raw('GM').decode(errors='replace')}] "
                            "is not a game of Go (GM[1])")
@@ -147,7 +148,7 @@ def positions(game: Game) -> Iterator[tuple[go.Position, int]]:
         position = after
 
 
-def read_games(folder: str | Path) -> list[Game]:
+def read_games(folder: str | Path, board_size: int = BOARD_SIZE) -> list[Game]:
     """Every ``*.sgf`` under ``folder`` (recursively), in sorted path order."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -155,4 +156,4 @@ def read_games(folder: str | Path) -> list[Game]:
     files = sorted(p for p in folder.rglob("*.sgf") if p.is_file())
     if not files:
         raise DatasetError(f"{folder}: no .sgf files in the folder or below")
-    return [read_game(p) for p in files]
+    return [read_game(p, board_size) for p in files]

@@ -45,3 +45,16 @@ def test_division_is_optional_on_the_wire_and_checked():
     payload = encode(job(division="open")).replace(b'"open"', b'"sideways"')
     with pytest.raises(ProtocolError, match="division"):
         decode(JobAssignment, payload)
+
+
+@pytest.mark.parametrize("path", ["/etc/shadow", "../../etc/shadow", "ckpt/../../x.pt",
+                                  "~/.ssh/id_rsa", "C:/Windows/x.pt", "..\\x.pt"])
+def test_a_job_names_files_under_the_data_root_only(path):
+    """A job (from the broker) may name Mask R-CNN's backbone checkpoint, but only under the
+    agent's data root: never a host path, never one that climbs out. The command line may."""
+    with pytest.raises(JobError, match="under the agent's data root only"):
+        validate(job(benchmark="maskrcnn", mode="reduced",
+                     params={"backbone_checkpoint": path}))
+    validate(job(benchmark="maskrcnn", mode="reduced",
+                 params={"backbone_checkpoint": "checkpoints/resnet50.pt"}))
+    validate(job(benchmark="maskrcnn", mode="reduced", params={"backbone_checkpoint": "none"}))

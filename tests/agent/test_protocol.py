@@ -4,6 +4,7 @@ refuses (always as one line, never a traceback)."""
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from agent.display import quality_text
 from agent.envelope import (
@@ -259,3 +260,17 @@ def test_quality_text_says_whether_the_target_was_reached():
     assert quality_text(outcome()) == "hr@10 0.71 >= 0.6 (reached)"
     assert "not reached" in quality_text(outcome(reached_target=False, quality=None))
     assert quality_text(None) == "-"
+
+
+def test_a_joint_quality_shows_its_parts_and_the_wire_bounds_them():
+    joint = Target(metric="min(bbox_map/0.377,segm_map/0.339)", value=1.0, direction="max",
+                   source="v0.5")
+    out = outcome(benchmark="maskrcnn", target=joint, quality=0.8, reached_target=False,
+                  quality_parts={"bbox_map": 0.3016, "segm_map": 0.2712})
+    assert quality_text(out) == ("min(bbox_map/0.377,segm_map/0.339) 0.8 >= 1 (not reached): "
+                                 "bbox_map 0.3016, segm_map 0.2712")
+    assert quality_text(outcome()) == "hr@10 0.71 >= 0.6 (reached)"       # no parts: as before
+    for hostile in ({f"k{i}": 0.1 for i in range(9)}, {"a b": 0.1}, {"x" * 65: 0.1},
+                    {"bbox_map": "0.3"}):
+        with pytest.raises(ValidationError):
+            outcome(quality_parts=hostile)

@@ -199,16 +199,26 @@ def test_an_image_other_than_the_pinned_one_is_refused(cpu_image, tmp_path):
     assert JobState.RUNNING not in states
 
 
-@pytest.mark.parametrize("benchmark", ["transformer", "deepspeech2", "maskrcnn"])
+@pytest.mark.parametrize("benchmark", ["transformer", "deepspeech2", "maskrcnn", "minigo"])
 def test_newer_references_read_their_real_formats_in_the_image(cpu_image, tmp_path, benchmark):
-    """WMT text with .sgm, LibriSpeech FLAC and COCO JSON with images, in the layouts they ship
-    in, through the image's pinned sentencepiece, sacrebleu, soundfile and pycocotools. The
-    data mount is read-only: the vocabulary is learned into the job's folder instead."""
+    """WMT text with .sgm, LibriSpeech FLAC, COCO JSON with images and SGF game records, in the
+    layouts they ship in, through the image's pinned sentencepiece, sacrebleu, soundfile,
+    pycocotools and sgfmill. The data mount is read-only: the vocabulary is learned into the
+    job's folder instead, and Minigo's self-play games are written there."""
     from tests.references.test_deepspeech2 import write_librispeech
     from tests.references.test_maskrcnn_coco import write_coco
+    from tests.references.test_minigo_runs import write_pro_games
     from tests.references.test_transformer import write_wmt
 
-    if benchmark == "maskrcnn":
+    if benchmark == "minigo":
+        write_pro_games(tmp_path / "data" / "benchmark_sgf")
+        params = {"conv_width": "8", "fc_width": "16", "trunk_layers": "1", "readouts": "4",
+                  "games_per_generation": "2", "batch_size": "8",
+                  "examples_per_generation": "32", "gating_games_per_side": "1",
+                  "gating_readouts": "2", "eval_readouts": "2", "max_epochs": "1",
+                  "threads": "1"}
+        meaning = "self-play: 2 games"
+    elif benchmark == "maskrcnn":
         write_coco(tmp_path / "data" / "coco")
         params = {"variant": "r14-fpn-tiny", "min_size_px": "64", "batch_size": "1",
                   "max_epochs": "1", "workers": "0", "threads": "1"}
@@ -236,6 +246,9 @@ def test_newer_references_read_their_real_formats_in_the_image(cpu_image, tmp_pa
     said = "".join(p.read_text() for p in job_dir.glob("std*.log")) + outcome.dataset
     assert meaning in said, said[-2000:]
     assert any('"eval_accuracy"' in line for line in lines)
+    if benchmark == "minigo":
+        assert len(list((job_dir / "selfplay").glob("*.sgf"))) == 2, \
+            sorted(p.name for p in job_dir.rglob("*"))
 
 
 HOSTILE = '''

@@ -1,6 +1,6 @@
-"""ResNet, sentiment, Transformer, DeepSpeech2 and Mask R-CNN through the real system, as NCF
-goes: `mlperf-agent run` (a real subprocess) and a controller campaign over Mosquitto with a
-real `mlperf-agent start`.
+"""ResNet, sentiment, Transformer, DeepSpeech2, Mask R-CNN and Minigo through the real system,
+as NCF goes: `mlperf-agent run` (a real subprocess) and a controller campaign over Mosquitto
+with a real `mlperf-agent start`.
 
 Each reference's own tests run its smoke preset to the smoke target through the checker; here
 the runs are bounded to one epoch (the plumbing, not the training, is under test), so the suite
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
                                                ("deepspeech2", "wer"),
                                                ("transformer", "bleu_uncased"),
                                                ("maskrcnn",
-                                                "min(bbox_map/0.25,segm_map/0.35)")])
+                                                "min(bbox_map/0.25,segm_map/0.35)"),
+                                               ("minigo", "move_prediction_pct")])
 def test_agent_run_smoke(tmp_path, benchmark, metric):
     proc = cli("mlperf-agent", "run", benchmark, "--mode", "smoke", "--set", "max_epochs=1",
                "--json", "--name", "bench-pc", "--work-dir", str(tmp_path), timeout=240)
@@ -51,19 +52,29 @@ def test_campaign_runs_the_newer_references(mosquitto, agents, tmp_path):
 
     wait_for(online, 30, interval_s=0.5, what="edge-r online")
     run = cli("mlperf-controller", "run", "--benchmarks",
-              "resnet,sentiment,transformer,deepspeech2,maskrcnn", "--devices", "edge-r", "--mode",
-              "smoke", "--set", "max_epochs=1", "--json", env=env, timeout=500)
+              "resnet,sentiment,transformer,deepspeech2,maskrcnn,minigo", "--devices", "edge-r",
+              "--mode", "smoke", "--set", "max_epochs=1", "--json", env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     campaign = json.loads(run.stdout)
     assert campaign["state"] == "done"
     rows = {r["benchmark"]: r for r in campaign["results"]}
-    assert set(rows) == {"resnet", "sentiment", "transformer", "deepspeech2", "maskrcnn"}
+    assert set(rows) == {"resnet", "sentiment", "transformer", "deepspeech2", "maskrcnn",
+                         "minigo"}
     for row in rows.values():
         assert row["state"] == "done", row
         outcome = row["result"]["outcome"]
         assert outcome["mode"] == "smoke" and outcome["epochs"] == 1
         assert outcome["quality"] is not None and outcome["timed_window_s"] > 0
         assert outcome["time_to_train_s"] is None
+    # Mask R-CNN's one figure is joint: its box and mask AP travel beside it, and show.
+    parts = rows["maskrcnn"]["result"]["outcome"]["quality_parts"]
+    assert set(parts) == {"bbox_map", "segm_map"}
+    stored = json.loads(cli("mlperf-controller", "results", "--json", env=env,
+                            check=True).stdout)
+    assert [r["quality_parts"] for r in stored if r["benchmark"] == "maskrcnn"] == [parts]
+    table = cli("mlperf-controller", "results", env={**env, "COLUMNS": "400"},
+                check=True).stdout
+    assert f"bbox_map {parts['bbox_map']:.4g}" in table, table
     log = cli("mlperf-controller", "logs", rows["resnet"]["job_id"], env=env, check=True).stdout
     keys = [json.loads(line[len(":::MLLOG "):])["key"] for line in log.splitlines()]
     assert keys.count("run_start") == 1 and "opt_learning_rate_warmup_epochs" in keys

@@ -163,7 +163,7 @@ def test_list(references_cli):
     assert run.code == 0
     listed = json.loads(run.stdout)
     assert [b["name"] for b in listed] == ["ncf", "resnet", "sentiment", "deepspeech2",
-                                           "transformer", "maskrcnn"]
+                                           "transformer", "maskrcnn", "minigo"]
     for b in listed:
         assert b["modes"] == ["smoke", "reduced", "full"] and b["title"] and b["data_hint"]
     text = references_cli("list", out=False).stdout
@@ -173,7 +173,7 @@ def test_list(references_cli):
 @pytest.mark.parametrize("args, message", [
     (["run", "bert", "--mode", "smoke"],
      "unknown benchmark 'bert'; known: ncf, resnet, sentiment, deepspeech2, transformer, "
-     "maskrcnn"),
+     "maskrcnn, minigo"),
     (["run", "ncf", "--mode", "smoke", "--set", "nope=1"], "unknown config key 'nope'"),
     (["run", "ncf", "--mode", "smoke", "--set", "batch_size=lots"],
      "config key 'batch_size' expects int, got 'lots'"),

@@ -88,7 +88,7 @@ def test_registry_resolves_configs_without_torch():
         spec = registry.get("ncf")
         cfg = spec.make_config("full", {"batch_size": "1024", "mlp_layers": "64,32"}, "open")
         spec.config_dict(cfg)
-        for name in ("resnet", "sentiment", "transformer", "maskrcnn"):
+        for name in ("resnet", "sentiment", "transformer", "maskrcnn", "minigo"):
             for mode in ("smoke", "reduced", "full"):
                 registry.get(name).config_dict(registry.get(name).make_config(mode, {}))
         print(json.dumps({"names": registry.names(), "heavy": sorted(
@@ -97,7 +97,7 @@ def test_registry_resolves_configs_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env(), timeout=60, check=True)
     assert done.stdout.strip() == ('{"names": ["ncf", "resnet", "sentiment", "deepspeech2", '
-                                   '"transformer", "maskrcnn"], "heavy": []}')
+                                   '"transformer", "maskrcnn", "minigo"], "heavy": []}')
 
 
 @pytest.mark.parametrize("benchmark, key, value, complaint", [
@@ -118,7 +118,8 @@ def test_sizes_and_counts_have_upper_bounds(benchmark, key, value, complaint):
         registry.get(benchmark).make_config("smoke", {key: value})
 
 
-@pytest.mark.parametrize("benchmark", ["ncf", "resnet", "sentiment", "transformer", "maskrcnn"])
+@pytest.mark.parametrize("benchmark", ["ncf", "resnet", "sentiment", "transformer", "maskrcnn",
+                                       "minigo"])
 @pytest.mark.parametrize("mode", ["smoke", "reduced", "full"])
 def test_every_preset_is_within_its_bounds(benchmark, mode):
     from references import registry

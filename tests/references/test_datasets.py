@@ -29,10 +29,12 @@ def test_the_table_holds_the_published_figures():
         {"train-clean-100": 28_539, "dev-clean": 2_703, "test-clean": 2_620}
     assert t["ml-20m"].checksums[0].md5 == "cd245b17a1ae2cc31bb14903e1204af3"
     assert t["aclImdb"].checksums[0].md5 == "7c2ac02c03563afcf9b574c7e56c153a"
-    assert all(i.by == "counts" and i.source for i in t.values())
+    assert all(i.source for i in t.values())
+    assert {i.name for i in t.values() if i.by != "counts"} == {"minigo-benchmark-sgf"}
     for benchmark, name in (("ncf", "ml-20m"), ("resnet", "imagenet"),
                             ("sentiment", "aclImdb"), ("transformer", "wmt-newstest2014-en-de"),
-                            ("deepspeech2", "librispeech-train-clean-100")):
+                            ("deepspeech2", "librispeech-train-clean-100"),
+                            ("maskrcnn", "coco2017"), ("minigo", "minigo-benchmark-sgf")):
         assert datasets.mlperf_dataset(benchmark).name == name
 
 

@@ -189,6 +189,7 @@ def test_smoke_reaches_its_target_and_passes_the_0_6_0_checker(references_cli):
     scores = json.loads((run.out / "coco_eval.json").read_text())
     assert [s["epoch"] for s in scores] == list(range(1, result["epochs"] + 1))
     assert scores[-1]["bbox_map"] == last["BBOX"] and all(scores[-1]["met"].values())
+    assert result["quality_parts"] == {"bbox_map": last["BBOX"], "segm_map": last["SEGM"]}
     assert "Average Precision" in scores[-1]["cocoeval"]["segm"]
     keys = {e["key"] for e in run.events}
     assert {"opt_learning_rate_warmup_factor", "num_image_candidates",
@@ -231,6 +232,11 @@ def test_reduced_run_on_a_tiny_coco_with_a_resnet_checkpoint(references_cli, tmp
     assert projection["kind"] == "projection" and "NOT the reference's" in projection["basis"]
     assert projection["time_to_train_s"] == pytest.approx(3 * own.result["epoch_time_s"])
 
+    # A relative path is under the data root (the folder holding coco/), as a job names one.
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "r14.pt").write_bytes(checkpoint.read_bytes())
+    args = tuple("backbone_checkpoint=checkpoints/r14.pt" if a.startswith("backbone_checkpoint=")
+                 else a for a in args)
     pinned = references_cli(*args, "--set", f"backbone_sha256={'0' * 64}")
     assert pinned.code == 2 and pinned.stdout == "" and pinned.stderr.count("\n") == 1
     assert f"has sha256 {digest}, but backbone_sha256 expects" in pinned.stderr

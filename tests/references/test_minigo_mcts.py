@@ -375,3 +375,38 @@ def test_a_uniform_net_scores_chance(pro_games):
 def test_prediction_needs_moves():
     with pytest.raises(ValueError, match="no moves"):
         selfplay.predict_accuracy(constant_eval(), [])
+
+
+def test_with_readouts_the_search_sees_what_the_policy_misses(pro_games):
+    """The reference's reading (predict_games.py: MCTS, most visited move). The net's policy
+    prefers a decoy to the move played, and its value knows the decoy loses: the bare policy
+    guesses the decoy every time, the search avoids it and finds the move played."""
+    game = pro_games[0]
+    key = lambda p: (p.board.tobytes(), p.to_play, p.move_number)   # noqa: E731
+    plan, decoys = {}, {}            # position -> (played, decoy); board after decoy -> mover
+    for p, move in sgf.positions(game):
+        legal = [m for m in np.flatnonzero(p.legal_moves()[:-1]) if m != move]
+        if move == 81 or not legal:
+            continue
+        plan[key(p)] = (move, legal[0])
+        decoys[p.play(legal[0])._hash] = p.to_play
+
+    def value(q):
+        """For the player to move at q: +1 when q follows a decoy played by the other side."""
+        hits = decoys.keys() & (q._seen | {q._hash})
+        return 0.0 if not hits else (1.0 if q.to_play != decoys[hits.pop()] else -1.0)
+
+    def misled(positions):
+        priors = np.array([p.legal_moves() for p in positions], dtype=np.float64)
+        priors = 0.1 * priors / priors.sum(axis=1, keepdims=True)
+        for row, p in zip(priors, positions):
+            if key(p) in plan:
+                played, decoy = plan[key(p)]
+                row[played], row[decoy] = 0.3, 0.6
+        return priors, np.array([value(p) for p in positions])
+
+    rng = np.random.default_rng(0)
+    scored = len(plan) / sum(m != 81 for _, m in sgf.positions(game))
+    assert selfplay.predict_accuracy(misled, [game], rng) == 0.0
+    assert selfplay.predict_accuracy(misled, [game], rng, readouts=32) == \
+        pytest.approx(100.0 * scored)
