@@ -200,6 +200,17 @@ def run(
                            "submitters change may be --set) or open. Default: closed for full, "
                            "open otherwise.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    runtime: Annotated[str, typer.Option(
+        "--runtime", help="torch (the PyTorch reference) or litert (the LiteRT interpreter "
+                          "runs a .tflite model from --models-dir, named by --model-sha256; no "
+                          "torch needed: `pip install 'mlperf-edge[phone]'`).")] = "torch",
+    model_sha256: Annotated[Optional[str], typer.Option(
+        "--model-sha256", help="litert: the model artifact's hash (`mlperf-controller models "
+                               "list`); its bytes are checked before it runs.")] = None,
+    models_dir: Annotated[Optional[Path], typer.Option(
+        "--models-dir", envvar="MLPERF_MODELS",
+        help="litert: the folder of model artifacts (<sha256>.tflite + .json), e.g. copied "
+             "from the controller's `models build --out` (default WORK_DIR/models).")] = None,
 ) -> None:
     """Run one benchmark here, without a controller, and print the result a job would give.
 
@@ -210,7 +221,8 @@ def run(
     settings = resolve(dict(name=name, data_root=data_root, work_dir=work_dir,
                             profile=profile, profiles_dir=profiles_dir), config)
     result = run_local(settings, benchmark, mode, seed, parse_params(set_), max_steps,
-                       max_seconds, as_json, division)
+                       max_seconds, as_json, division, runtime=runtime,
+                       model_sha256=model_sha256, models_dir=models_dir)
     raise typer.Exit(0 if result.status == "done" else 1)
 
 

@@ -45,6 +45,11 @@ class Workspace:
     power: PowerConfig = field(default_factory=PowerConfig)
     power_root: Path = Path("/")
     broker: object | None = None
+    # litert jobs: the model artifacts (<sha256>.tflite + .json), sideloaded or fetched
+    models_dir: Path | None = None
+
+    def models(self) -> Path:
+        return self.models_dir or self.work_dir / "models"
 
     def job_dir(self, job_id: str) -> Path:
         return self.work_dir / "jobs" / job_id
@@ -72,6 +77,11 @@ def validate(job: JobAssignment, allowed: list[str] | None = None,
         raise JobError(str(exc)) from None
     if problem := spec.job_path_problem(dict(job.params)):
         raise JobError(problem)
+    if job.runtime == "litert":
+        from references.litert import BENCHMARKS
+        if job.benchmark not in BENCHMARKS:
+            raise JobError(f"{job.benchmark} cannot run in the LiteRT interpreter yet (it can: "
+                           f"{', '.join(BENCHMARKS)})")
 
 
 def image_allowed(ref: str, digest: str | None, patterns: list[str]) -> bool:
@@ -169,7 +179,9 @@ class JobExecution:
                 benchmark=job.benchmark, mode=job.mode, seed=job.seed, out_dir=out_dir,
                 platform=self.workspace.platform, params=dict(job.params),
                 data_dir=data_dir,
-                max_steps=job.max_steps, max_seconds=job.max_seconds, division=job.division)
+                max_steps=job.max_steps, max_seconds=job.max_seconds, division=job.division,
+                runtime=job.runtime, models_dir=self.workspace.models(),
+                model_sha256=job.model_sha256)
             process, image_digest = choose_process(job, self.workspace, request,
                                                    self.on_mllog, self.on_progress)
             process.on_started = marker.started

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +28,8 @@ from agent.settings import AgentSettings
 
 def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
               params: dict[str, str], max_steps: int | None, max_seconds: float | None,
-              as_json: bool, division: str | None = None) -> JobResult:
+              as_json: bool, division: str | None = None, runtime: str = "torch",
+              model_sha256: str | None = None, models_dir: Path | None = None) -> JobResult:
     """Validate, run and print one job; Ctrl-C cancels it (reported as cancelled)."""
     settings.check_work_dir()
     seq = Sequence()
@@ -36,7 +38,8 @@ def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
         job = JobAssignment(job_id=f"local-{benchmark}-{mode}-{stamp}", campaign_id="local",
                             benchmark=benchmark, mode=mode, run_index=1, seed=seed,
                             params=params, max_steps=max_steps, max_seconds=max_seconds,
-                            division=division, **seq())
+                            division=division, runtime=runtime,
+                            model_sha256=model_sha256, **seq())
     except ValueError as exc:                    # pydantic: a bad name or mode
         raise JobError(f"invalid job: {_first_error(exc)}") from None
     validate(job)
@@ -53,8 +56,8 @@ def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
                 value = event.get("value")    # a number, or Mask R-CNN's {"BBOX": .., "SEGM": ..}
                 progress["quality"] = (" ".join(f"{k} {v}" for k, v in value.items())
                                        if isinstance(value, dict) else value)
-        status.update(f"{benchmark} {mode}: epoch {progress['epoch'] or '-'}, "
-                      f"last eval {progress['quality'] if progress['quality'] is not None else '-'}")
+        last = progress["quality"] if progress["quality"] is not None else "-"
+        status.update(f"{benchmark} {mode}: epoch {progress['epoch'] or '-'}, last eval {last}")
 
     # The same device profile a job on this device gets (power sources, cool-down, model),
     # so a local run measures exactly as `mlperf-agent start` would; always native here.
@@ -63,7 +66,8 @@ def run_local(settings: AgentSettings, benchmark: str, mode: str, seed: int,
     fields.setdefault("power", PowerConfig())
     execution = JobExecution(
         job, settings.name, Workspace(settings.data_root, settings.work_dir, settings.name,
-                                      power_root=settings.power_root, **fields), seq,
+                                      power_root=settings.power_root, models_dir=models_dir,
+                                      **fields), seq,
         on_state=lambda state, _d: status.update(f"{benchmark} {mode}: {state.value}"),
         on_mllog=on_mllog)
     previous = signal.signal(signal.SIGINT, lambda *_: execution.request_cancel(
@@ -91,7 +95,8 @@ def print_result(result: JobResult, work_dir, console: Console) -> None:
         table.add_row("timed window", f"{out.timed_window_s:.2f} s (MLLOG run_start -> run_stop,"
                                       " measured)")
         if out.time_to_train_s is not None:
-            table.add_row("time to train", f"{out.time_to_train_s:.2f} s (MLPerf result, full mode)")
+            table.add_row("time to train",
+                          f"{out.time_to_train_s:.2f} s (MLPerf result, full mode)")
         elif out.time_to_target_s is not None:
             table.add_row("time to target", f"{out.time_to_target_s:.2f} s ({out.mode} target; "
                                             "not an MLPerf result)")

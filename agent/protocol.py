@@ -385,11 +385,22 @@ class JobAssignment(Message):
                                           "natively (also on devices without an engine)")
     image_digest: str | None = Field(default=None, pattern=DIGEST_PATTERN, description=(
         "sha256 the image must have on the device (its image id or a registry digest)"))
+    runtime: Literal["torch", "litert"] = Field(default="torch", description=(
+        "torch: the PyTorch reference; litert: the LiteRT interpreter runs the model artifact "
+        "model_sha256 (no torch on the device)"))
+    model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description=(
+        "litert: the .tflite artifact by its SHA-256; the agent checks the bytes it runs"))
 
     @model_validator(mode="after")
     def _image_is_pinned(self) -> JobAssignment:
         if self.image is not None and self.image_digest is None:
             raise ValueError("a job that names an image must pin it with image_digest")
+        if self.runtime == "litert" and self.model_sha256 is None:
+            raise ValueError("a litert job must name its model artifact by model_sha256")
+        if self.runtime == "litert" and self.image is not None:
+            raise ValueError("a litert job runs in the interpreter on the device, not in an image")
+        if self.runtime == "torch" and self.model_sha256 is not None:
+            raise ValueError("model_sha256 is for litert jobs")
         return self
 
 

@@ -50,6 +50,10 @@ class RunRequest:
     max_steps: int | None = None
     max_seconds: float | None = None
     division: str | None = None          # None: the reference's default for the mode
+    # litert: the interpreter runs model_sha256 from models_dir (the reference checks the hash)
+    runtime: str = "torch"
+    models_dir: Path | None = None
+    model_sha256: str | None = None
 
     def argv(self) -> list[str]:
         """The reference command line (a list: no shell, no string from the wire)."""
@@ -67,6 +71,9 @@ class RunRequest:
             cmd += ["--max-seconds", f"{self.max_seconds:g}"]
         if self.division is not None:
             cmd += ["--division", self.division]
+        if self.runtime == "litert":
+            cmd += ["--runtime", "litert", "--model", str(self.models_dir),
+                    "--model-sha256", str(self.model_sha256)]
         return cmd
 
 

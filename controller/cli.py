@@ -333,6 +333,7 @@ from controller import results_cli as _results_cli  # noqa: E402  (commands in t
 from controller.devices_cli import app as _devices_app  # noqa: E402  (sub-command groups)
 from controller.export_cli import export as _export  # noqa: E402
 from controller.images_cli import app as _images_app  # noqa: E402
+from controller.models_cli import app as _models_app  # noqa: E402
 from controller.report_cli import report as _report  # noqa: E402
 
 app.command("results")(_results_cli.results)
@@ -341,6 +342,7 @@ app.command("report")(_report)
 app.command("export")(_export)
 app.add_typer(_devices_app, name="devices")
 app.add_typer(_images_app, name="images")
+app.add_typer(_models_app, name="models")
 
 
 def main() -> None:

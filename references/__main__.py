@@ -4,6 +4,7 @@
     python -m references run NAME --mode smoke|reduced|full [--data DIR] [--out DIR] [--seed N]
                              [--set KEY=VALUE ...] [--max-steps N] [--max-seconds S]
                              [--division closed|open] [--platform NAME] [--debug]
+                             [--runtime litert --model DIR --model-sha256 HASH]
 
 Exit codes: 0 the run completed (result.json says whether it reached its target); 2 a user error,
 printed as one line ``error: ...``; 1 a crash (with its traceback); 128 + signal number when
@@ -56,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--division", choices=("closed", "open"),
                      help="closed: only the hyperparameters MLPerf lets submitters change may be "
                           "--set; open: any (default: closed for full, open otherwise)")
+    run.add_argument("--runtime", choices=("torch", "litert"), default="torch",
+                     help="torch (default) or litert: the LiteRT interpreter runs a .tflite "
+                          "model built by `mlperf-controller models build --runtime litert` "
+                          "(no torch needed; ncf so far)")
+    run.add_argument("--model", type=Path,
+                     help="litert: the models folder (or the .tflite file) holding the model")
+    run.add_argument("--model-sha256", help="litert: the model's hash; its bytes are checked")
     run.add_argument("--platform", help="submission_platform (default: the hostname)")
     run.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
     return parser
@@ -101,6 +109,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_seconds is not None:
         overrides["max_seconds"] = args.max_seconds
     division = args.division or default_division(args.mode)
+    if args.runtime == "litert" and (args.model is None or not args.model_sha256):
+        raise ConfigError("--runtime litert needs --model FOLDER_OR_FILE and --model-sha256 HASH "
+                          "(see `mlperf-controller models list`)")
+    if args.runtime != "litert" and (args.model is not None or args.model_sha256):
+        raise ConfigError("--model and --model-sha256 are for --runtime litert")
     cfg = spec.make_config(args.mode, overrides, division)
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
@@ -111,10 +124,15 @@ def _run(args: argparse.Namespace) -> int:
     # stdout is the MLLOG stream; anything else printed during the run (a library's print, a
     # stray debug line) goes to stderr instead of corrupting it.
     mllog_stream, sys.stdout = sys.stdout, sys.stderr
+    common = dict(mode=args.mode, data_dir=args.data, out_dir=out_dir, seed=args.seed,
+                  platform=args.platform or socket.gethostname(), mllog_stream=mllog_stream,
+                  division=division)
     try:
-        return spec.run(cfg, mode=args.mode, data_dir=args.data, out_dir=out_dir,
-                        seed=args.seed, platform=args.platform or socket.gethostname(),
-                        mllog_stream=mllog_stream, division=division)
+        if args.runtime == "litert":
+            from references.litert.run import main as run_litert
+            return run_litert(spec.name, cfg, model=args.model, model_sha256=args.model_sha256,
+                              **common)
+        return spec.run(cfg, **common)
     finally:
         sys.stdout = mllog_stream
 

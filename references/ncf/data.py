@@ -346,21 +346,18 @@ def positives_per_shard(batch_size: int, target: int = 1_000_000) -> int:
     return batch_size * max(1, target // batch_size)
 
 
-def epoch_batches(split: Split, negatives: int, batch_size: int, rng: np.random.Generator,
-                  device: str = "cpu", target_positives_per_shard: int = 1_000_000,
-                  ) -> Iterator[tuple[object, object, object]]:
-    """(users, items, labels) torch batches for one epoch: every training positive once with
-    ``negatives`` fresh negatives each, in random order.
+def epoch_shards(split: Split, negatives: int, batch_size: int, rng: np.random.Generator,
+                 target_positives_per_shard: int = 1_000_000,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(users, items, labels) of one epoch, a shard at a time: every training positive once
+    with ``negatives`` fresh negatives each, in random order.
 
-    The epoch is built a shard at a time: positives are permuted globally, each shard of about
-    a million gets its negatives and is shuffled, then cut into batches. One shard holds the
-    whole of ml-1m; for ml-20m this keeps 100 MB in memory instead of 2 GB, and a shard is a
-    uniform random subset, so the batches are mixed as a global shuffle would mix them. Shards
-    are whole batches long, so only the epoch's last batch can be short (as the reference's
-    DataLoader, drop_last=False).
+    Positives are permuted globally, each shard of about a million gets its negatives and is
+    shuffled. One shard holds the whole of ml-1m; for ml-20m this keeps 100 MB in memory instead
+    of 2 GB, and a shard is a uniform random subset, so batches cut from it are mixed as a
+    global shuffle would mix them. Shards are whole batches long, so only the epoch's last
+    batch can be short (as the reference's DataLoader, drop_last=False).
     """
-    import torch
-
     per_shard = positives_per_shard(batch_size, target_positives_per_shard)
     permuted = rng.permutation(split.train_keys)
     for lo in range(0, len(permuted), per_shard):
@@ -369,12 +366,30 @@ def epoch_batches(split: Split, negatives: int, batch_size: int, rng: np.random.
         neg_users = np.repeat(pos_users, negatives)
         neg_items = sample_negatives(split, neg_users, rng)
         order = rng.permutation(len(keys) * (1 + negatives))
-        users = torch.from_numpy(np.concatenate([pos_users, neg_users])[order]).to(device)
-        items = torch.from_numpy(np.concatenate([pos_items, neg_items])[order]).to(device)
-        labels = torch.from_numpy(
-            np.r_[np.ones(len(keys), np.float32), np.zeros(len(neg_users), np.float32)][order]
-        ).to(device)
-        for b in range(0, len(order), batch_size):
+        yield (np.concatenate([pos_users, neg_users])[order],
+               np.concatenate([pos_items, neg_items])[order],
+               np.r_[np.ones(len(keys), np.float32), np.zeros(len(neg_users), np.float32)][order])
+
+
+def epoch_arrays(split: Split, negatives: int, batch_size: int, rng: np.random.Generator,
+                 target_positives_per_shard: int = 1_000_000,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(users, items, labels) numpy batches of one epoch (see epoch_shards)."""
+    for users, items, labels in epoch_shards(split, negatives, batch_size, rng,
+                                             target_positives_per_shard):
+        for b in range(0, len(labels), batch_size):
+            yield users[b:b + batch_size], items[b:b + batch_size], labels[b:b + batch_size]
+
+
+def epoch_batches(split: Split, negatives: int, batch_size: int, rng: np.random.Generator,
+                  device: str = "cpu", target_positives_per_shard: int = 1_000_000,
+                  ) -> Iterator[tuple[object, object, object]]:
+    """epoch_arrays as torch tensors on ``device``: one copy per shard, then slices of it."""
+    import torch
+
+    for shard in epoch_shards(split, negatives, batch_size, rng, target_positives_per_shard):
+        users, items, labels = (torch.from_numpy(a).to(device) for a in shard)
+        for b in range(0, len(labels), batch_size):
             yield users[b:b + batch_size], items[b:b + batch_size], labels[b:b + batch_size]
 
 

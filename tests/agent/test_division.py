@@ -58,3 +58,23 @@ def test_a_job_names_files_under_the_data_root_only(path):
     validate(job(benchmark="maskrcnn", mode="reduced",
                  params={"backbone_checkpoint": "checkpoints/resnet50.pt"}))
     validate(job(benchmark="maskrcnn", mode="reduced", params={"backbone_checkpoint": "none"}))
+
+
+def test_a_litert_job_names_its_model_by_hash_and_runs_without_an_image():
+    sha = "ab" * 32
+    job(benchmark="ncf", mode="smoke", runtime="litert", model_sha256=sha)
+    for bad, complaint in (({"runtime": "litert"}, "must name its model artifact"),
+                           ({"runtime": "litert", "model_sha256": sha, "image": "x:1",
+                             "image_digest": "sha256:" + "cd" * 32}, "not in an image"),
+                           ({"model_sha256": sha}, "model_sha256 is for litert jobs"),
+                           ({"runtime": "litert", "model_sha256": "../../etc"}, "pattern")):
+        with pytest.raises(ValueError, match=complaint):
+            job(benchmark="ncf", mode="smoke", **bad)
+    with pytest.raises(JobError, match="resnet cannot run in the LiteRT interpreter yet"):
+        validate(job(benchmark="resnet", mode="smoke", runtime="litert", model_sha256=sha))
+
+
+def test_a_litert_job_reaches_the_reference_command_line():
+    argv = RunRequest(benchmark="ncf", mode="smoke", seed=1, out_dir=Path("/o"), platform="p",
+                      runtime="litert", models_dir=Path("/m"), model_sha256="ab" * 32).argv()
+    assert argv[-6:] == ["--runtime", "litert", "--model", "/m", "--model-sha256", "ab" * 32]

@@ -1,0 +1,124 @@
+"""One .tflite training model in the interpreter: its four signatures as Python calls.
+
+The contract litert_models/ builds to (signature -> inputs -> outputs):
+
+    train    users/items int32[B], labels/weights float32[B] -> loss float32[]   (one step)
+    infer    users/items int32[n]                            -> logits float32[n]
+    save     ()                                              -> every state tensor by name
+    restore  every state tensor by name                      -> ok float32[]
+
+B is fixed in the model (a dynamic batch needs Flex ops, which device runtimes refuse): a
+short batch is padded with weight-0 rows, which the loss ignores. Checkpoints are files the
+host writes from ``save``'s outputs (numpy .npz), because the TF Save/Restore ops are Flex-only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from references.common.errors import ConfigError
+
+INSTALL = ("pip install 'mlperf-edge[phone]' (ai-edge-litert, or tflite-runtime where only it "
+           "exists)")
+
+
+def interpreter_class():
+    """The interpreter class of ai-edge-litert, else of tflite-runtime; ConfigError if neither."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        raise ConfigError(f"no LiteRT interpreter is installed: {INSTALL}") from None
+
+
+def runtime_version() -> str:
+    """'ai-edge-litert 2.3.0' or 'tflite-runtime 2.14.0': what ran the model, for the result."""
+    from importlib import metadata
+
+    for name in ("ai-edge-litert", "tflite-runtime"):
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown interpreter"
+
+
+class TrainingModel:
+    """The interpreter holding one training model; state lives in its resource variables."""
+
+    SIGNATURES = ("train", "infer", "save", "restore")
+
+    def __init__(self, content: bytes, name: str, threads: int = 1) -> None:
+        """``content``: the model's bytes, as verified against its hash (loaded from memory,
+        so the file cannot change between the check and the load); ``name`` for messages."""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        path = name
+        try:
+            self.interpreter = interpreter_class()(model_content=content, num_threads=threads)
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"{path}: the interpreter cannot load it: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
+        have = self.interpreter.get_signature_list()
+        missing = [s for s in self.SIGNATURES if s not in have]
+        if missing:
+            raise ConfigError(f"{path}: not a training model: signature(s) {', '.join(missing)} "
+                              f"missing (it has {', '.join(sorted(have)) or 'none'})")
+        self._run = {name: self.interpreter.get_signature_runner(name) for name in self.SIGNATURES}
+        shape = self._run["train"].get_input_details()["labels"]["shape"]
+        self.batch_size = int(shape[0])
+
+    def train(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray) -> float:
+        """One optimizer step on the batch (padded to the model's batch size); its mean loss."""
+        n, b = len(labels), self.batch_size
+        if n > b:
+            raise ValueError(f"batch of {n} > the model's {b}")
+        weights = np.ones(b, np.float32)
+        if n < b:
+            weights[n:] = 0.0
+            pad = b - n
+            users, items = np.pad(users, (0, pad)), np.pad(items, (0, pad))
+            labels = np.pad(labels, (0, pad))
+        out = self._run["train"](users=users.astype(np.int32), items=items.astype(np.int32),
+                                 labels=labels.astype(np.float32), weights=weights)
+        return float(out["loss"])
+
+    def infer(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = self._run["infer"](users=users.astype(np.int32), items=items.astype(np.int32))
+        return np.asarray(out["logits"]).reshape(-1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in self._run["save"]().items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        want = self._run["restore"].get_input_details()
+        missing = sorted(set(want) - set(state))
+        extra = sorted(set(state) - set(want))
+        if missing or extra:
+            raise ConfigError(f"state does not fit the model: missing {missing[:4]}, "
+                              f"unexpected {extra[:4]}")
+        args = {}
+        for name, detail in want.items():
+            value = np.asarray(state[name], dtype=detail["dtype"])
+            if tuple(value.shape) != tuple(detail["shape"]):
+                raise ConfigError(f"state {name}: shape {value.shape} != the model's "
+                                  f"{tuple(detail['shape'])}")
+            args[name] = value
+        self._run["restore"](**args)
+
+    def save(self, path: Path) -> Path:
+        """The whole state (weights and optimizer) to ``path`` (.npz)."""
+        path = Path(path)
+        np.savez(path, **self.state())
+        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+    def restore(self, path: Path) -> None:
+        with np.load(Path(path), allow_pickle=False) as saved:
+            self.load_state({k: saved[k] for k in saved.files})

@@ -1,0 +1,68 @@
+"""One NCF smoke model built per test session, and the interpreter and PyTorch sides the
+parity tests drive.
+
+The model is built as a user builds it, by `mlperf-controller models build` in a subprocess
+(~15 s): TensorFlow never loads into the test process, whose other tests it could disturb
+(it adds warning filters and environment variables, and starts thread pools before forks).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from litert_models import artifacts, ncf_state
+from tests.conftest import cli
+
+
+@pytest.fixture(scope="session")
+def built_by_cli(tmp_path_factory) -> tuple[object, subprocess.CompletedProcess]:
+    """(folder, the finished `models build --mode smoke` process)."""
+    folder = tmp_path_factory.mktemp("models")
+    done = cli("mlperf-controller", "models", "build", "--runtime", "litert", "--benchmark",
+               "ncf", "--mode", "smoke", "--out", str(folder), check=True)
+    return folder, done
+
+
+@pytest.fixture(scope="session")
+def ncf_artifact(built_by_cli) -> artifacts.Artifact:
+    """The smoke NCF model, loaded from its folder (hash checked)."""
+    folder, done = built_by_cli
+    return artifacts.load(folder, done.stdout.split()[0])
+
+
+class Runners:
+    """The four signatures of one interpreter, called by name as a device would."""
+
+    def __init__(self, content: bytes) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=content)
+        for name in ("train", "infer", "save", "restore"):
+            setattr(self, name, self.interpreter.get_signature_runner(name))
+
+
+@pytest.fixture
+def runners(ncf_artifact):
+    """A fresh interpreter on the smoke model."""
+    return Runners(ncf_artifact.content)
+
+
+def torch_state(model, optimizer=None) -> dict[str, np.ndarray]:
+    """A PyTorch NeuMF (and its Adam's state) under the interpreter's state names."""
+    params = {ncf_state.state_name(k): v.detach().cpu().numpy().copy()
+              for k, v in model.state_dict().items()}
+    state = dict(params)
+    by_param = dict(model.named_parameters())
+    for name in params:
+        torch_name = next(k for k in by_param if ncf_state.state_name(k) == name)
+        st = optimizer.state.get(by_param[torch_name], {}) if optimizer is not None else {}
+        for suffix, key in (("__adam_m", "exp_avg"), ("__adam_v", "exp_avg_sq")):
+            value = st.get(key)
+            state[name + suffix] = (np.zeros_like(params[name]) if value is None
+                                    else value.detach().cpu().numpy().copy())
+    step = next(iter(optimizer.state.values()), {}).get("step") if optimizer else None
+    state[ncf_state.ADAM_STEP] = np.asarray(0.0 if step is None else float(step), np.float32)
+    return state
