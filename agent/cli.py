@@ -84,6 +84,16 @@ def start(
     images_dir: Annotated[Optional[Path], typer.Option(
         "--images-dir", help="Folder of sideloaded image tarballs (`mlperf-controller images "
                              "export`); default WORK_DIR/images.")] = None,
+    models_dir: Annotated[Optional[Path], typer.Option(
+        "--models-dir", envvar="MLPERF_MODELS",
+        help="Folder of LiteRT model artifacts (<sha256>.tflite + .json, copied from the "
+             "controller's `models build --out`) for --runtime litert jobs; each is checked "
+             "against its hash before it runs. Default WORK_DIR/models.")] = None,
+    models_url: Annotated[Optional[str], typer.Option(
+        "--models-url", envvar="MLPERF_MODELS_URL",
+        help="The controller's model server (`mlperf-controller models serve`), e.g. "
+             "http://lab:8765: a litert job's model missing from --models-dir is fetched "
+             "from it and kept only if its bytes hash to what the signed job names.")] = None,
     containers: Annotated[Optional[bool], typer.Option(
         "--containers/--no-containers",
         help="Run jobs that name an image inside it when a Docker engine answers (default), "
@@ -140,8 +150,9 @@ def start(
     settings = resolve(dict(broker=broker, name=name, data_root=data_root, work_dir=work_dir,
                             tags=tag, allow=allow, heartbeat_s=heartbeat_s, resend_s=resend_s,
                             prefix=prefix, profile=profile, profiles_dir=profiles_dir,
-                            images_dir=images_dir, containers=containers,
-                            controller_key=controller_key,
+                            images_dir=images_dir, models_dir=models_dir,
+                            models_url=models_url,
+                            containers=containers, controller_key=controller_key,
                             trust_on_first_use=trust_on_first_use, identity=identity,
                             enrol_token_file=enrol_token_file, broker_user=broker_user,
                             broker_password_file=broker_password_file, tls_ca=tls_ca,

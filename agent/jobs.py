@@ -47,6 +47,7 @@ class Workspace:
     broker: object | None = None
     # litert jobs: the model artifacts (<sha256>.tflite + .json), sideloaded or fetched
     models_dir: Path | None = None
+    models_url: str | None = None             # the controller's model server, to fetch from
 
     def models(self) -> Path:
         return self.models_dir or self.work_dir / "models"
@@ -175,6 +176,10 @@ class JobExecution:
             out_dir = self.workspace.job_dir(job.job_id)
             data_dir = data_dir_for(job, self.workspace.data_root)
             check_dataset(job, data_dir, self.workspace.data_root)   # before any cool-down
+            if job.runtime == "litert":            # the model here, checked, before any run
+                from agent.models_fetch import ensure_model
+                ensure_model(job.model_sha256, self.workspace.models(),
+                             self.workspace.models_url)
             request = RunRequest(
                 benchmark=job.benchmark, mode=job.mode, seed=job.seed, out_dir=out_dir,
                 platform=self.workspace.platform, params=dict(job.params),

@@ -86,6 +86,8 @@ class AgentService:
         self.device = device.setup(settings.profile, settings.profiles_dir, settings.containers)
         self.workspace = Workspace(settings.data_root, settings.work_dir, settings.name,
                                    images_dir=settings.images_dir,
+                                   models_dir=settings.models_dir,
+                                   models_url=settings.models_url,
                                    power_root=settings.power_root,
                                    broker=settings.broker_connection(),
                                    **device.workspace_fields(self.device,

@@ -73,6 +73,8 @@ class AgentSettings:
     profiles_dir: Path | None = None  # None: $MLPERF_PROFILES_DIR, else the checkout's
     containers: bool = True           # run jobs that name an image in it, if an engine answers
     images_dir: Path | None = None    # sideloaded image tarballs; None: WORK_DIR/images
+    models_dir: Path | None = None    # litert model artifacts; None: WORK_DIR/models
+    models_url: str | None = None     # `mlperf-controller models serve`, to fetch missing ones
     # Image refs this agent will run (shell patterns, or sha256:... image ids).
     allow_images: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED_IMAGES))
     max_queued_jobs: int = 16         # more is refused ("busy"), never queued without bound
@@ -108,6 +110,13 @@ class AgentSettings:
             from agent.power.config import parse_power_config
             self.power = parse_power_config(self.power)
         self.images_dir = Path(self.images_dir or self.work_dir / "images").expanduser()
+        self.models_dir = Path(self.models_dir or self.work_dir / "models").expanduser()
+        if self.models_url:
+            from agent.models_fetch import check_url
+            try:
+                self.models_url = check_url(str(self.models_url))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         self.identity = Path(self.identity or self.work_dir / "identity" / "agent_ed25519"
                              ).expanduser()
         for name in ("profiles_dir", "enrol_token_file", "broker_password_file", "tls_ca",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -47,6 +48,8 @@ class CampaignRequest:
     division: str | None = None          # None: closed for full, open otherwise
     retries: int = 1                     # new attempts of a lost or infrastructure-failed run
     retry_anywhere: bool = False         # ... on any device of its profile, not only its own
+    runtime: str = "torch"               # litert: the LiteRT interpreter runs models[benchmark]
+    models: dict[str, str] = field(default_factory=dict)   # benchmark -> artifact sha256
 
     def __post_init__(self) -> None:
         if not self.benchmarks:
@@ -67,6 +70,30 @@ class CampaignRequest:
                                 "(use --runs for repeated runs)")
         self._check_bounds()
         self._check_references()
+        self._check_runtime()
+
+    def _check_runtime(self) -> None:
+        """A litert campaign names a model for each benchmark and no image (the interpreter
+        runs on the device itself)."""
+        from references.litert import BENCHMARKS
+
+        if self.runtime not in ("torch", "litert"):
+            raise CampaignError(f"--runtime {self.runtime!r}: use torch or litert")
+        if self.runtime == "torch":
+            if self.models:
+                raise CampaignError("--model is for --runtime litert")
+            return
+        if self.images:
+            raise CampaignError("--image and --runtime litert exclude each other: the "
+                                "interpreter runs on the device, not in a container")
+        cannot = [b for b in self.benchmarks if b not in BENCHMARKS]
+        if cannot:
+            raise CampaignError(f"{', '.join(cannot)} cannot run in the LiteRT interpreter yet "
+                                f"(it can: {', '.join(BENCHMARKS)})")
+        missing = [b for b in self.benchmarks if b not in self.models]
+        if missing:
+            raise CampaignError(f"--runtime litert needs a model for {', '.join(missing)}: "
+                                "--model HASH (see `mlperf-controller models list`)")
 
     def _check_references(self) -> None:
         """Refuse here, once, what every device would refuse per job: an unknown benchmark, a
@@ -133,7 +160,8 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
             req.benchmarks, req.mode, req.runs, [d.agent_id for d in devices], req.devices,
             req.params, req.seed, req.max_steps, req.max_seconds,
             images=fleet.images_for(devices, req.images), division=req.division,
-            retries=req.retries, retry_anywhere=req.retry_anywhere)
+            retries=req.retries, retry_anywhere=req.retry_anywhere, runtime=req.runtime,
+            models=req.models)
         console.print(f"campaign [bold]{campaign.id}[/]: {', '.join(req.benchmarks)} "
                       f"({req.mode}) x {len(devices)} device(s) x {req.runs} run(s)")
         if service is not None:
@@ -213,3 +241,24 @@ def parse_images(items: list[str] | None) -> dict[str | None, str]:
                                 f"{'profile ' + key if key else 'all devices'}")
         images[key] = ref.strip()
     return images
+
+
+def models_by_benchmark(hashes: list[str], folder: Path | None) -> dict[str, str]:
+    """``--model HASH`` (repeatable) -> {benchmark: hash}: each artifact is loaded from the
+    controller's models folder (its bytes re-hashed), and its label says whose model it is."""
+    from litert_models import artifacts
+    from litert_models.errors import ArtifactError
+
+    where = folder or artifacts.default_folder()
+    models: dict[str, str] = {}
+    for sha in hashes:
+        try:
+            artifact = artifacts.load(where, sha)
+        except ArtifactError as exc:
+            raise CampaignError(f"--model: {exc}") from None
+        bench = artifact.label.benchmark
+        if bench in models and models[bench] != artifact.sha256:
+            raise CampaignError(f"--model names two {bench} models ({models[bench][:12]}, "
+                                f"{artifact.sha256[:12]}): one per benchmark")
+        models[bench] = artifact.sha256
+    return models

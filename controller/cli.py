@@ -115,6 +115,17 @@ def run(
         "--image", help="Run the jobs in this container image: REF for every device, or "
                         "PROFILE=REF per device profile (repeatable). Devices without an engine "
                         "or image run natively. See `mlperf-controller images --help`.")] = None,
+    runtime: Annotated[str, typer.Option(
+        "--runtime", help="torch (the PyTorch references) or litert: devices train the .tflite "
+                          "model named by --model in the LiteRT interpreter (no torch there; "
+                          "copy the models folder to each device's --models-dir).")] = "torch",
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", help="litert: a model artifact by its hash (`models list`), one per "
+                        "benchmark; its label says which benchmark it is for (repeatable).")
+    ] = None,
+    models_dir: Annotated[Optional[Path], typer.Option(
+        "--models-dir", envvar="MLPERF_MODELS",
+        help="litert: where the artifacts are (default as `models build`).")] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Runs per benchmark and device.")] = 1,
     mode: Annotated[str, typer.Option(
         "--mode", help="smoke (seconds, synthetic), reduced (bounded steps on real data, "
@@ -155,7 +166,12 @@ def run(
     workstation's engine, or the registry's digest (REF@sha256:... pins one explicitly)."""
     from controller import results_view
     from controller import runs as run_records
-    from controller.campaign import CampaignRequest, parse_images, run_campaign
+    from controller.campaign import (
+        CampaignRequest,
+        models_by_benchmark,
+        parse_images,
+        run_campaign,
+    )
 
     settings, store = open_settings(
         config, broker=broker, db=db, prefix=prefix, identity=identity,
@@ -166,7 +182,8 @@ def run(
                           devices=devices_, runs=runs, mode=mode, params=parse_params(set_),
                           seed=seed, max_steps=max_steps, max_seconds=max_seconds,
                           images=parse_images(image), division=division, retries=retries,
-                          retry_anywhere=retry_anywhere)
+                          retry_anywhere=retry_anywhere, runtime=runtime,
+                          models=models_by_benchmark(model or [], models_dir))
     try:
         campaign = run_campaign(settings, store, req, detach=detach, timeout_s=timeout_s,
                                 connect_timeout_s=connect_timeout_s,

@@ -142,6 +142,9 @@ class Job(Base):
     max_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     image: Mapped[str | None] = mapped_column(String(512), nullable=True)  # None: native
     image_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)  # sha256:...
+    # litert: the interpreter runs the .tflite artifact model_sha256 (None/torch: PyTorch)
+    runtime: Mapped[str | None] = mapped_column(String(16), nullable=True, default="torch")
+    model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     log_lines: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
     # Attempts: a lost or infrastructure-failed job is retried as a new job (attempt + 1,
     # retry_of = this one), and this one is then ``superseded``: kept as history, not counted.

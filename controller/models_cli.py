@@ -103,3 +103,42 @@ def _short(revision: str) -> str:
     if len(commit) == 40 and all(c in "0123456789abcdef" for c in commit):
         return commit[:12] + dash + rest
     return revision[:60]
+
+
+@app.command()
+def serve(
+    listen: Annotated[str, typer.Option(
+        "--listen", help="HOST:PORT to serve on, e.g. 0.0.0.0:8765 for the lab network "
+                         "(default 127.0.0.1:8765).")] = "127.0.0.1:8765",
+    out: Out = None,
+) -> None:
+    """Serve the artifact folder to devices, read-only: GET /<sha256>.tflite and .json.
+
+    Agents started with `--models-url http://HOST:PORT` fetch a litert job's model from here
+    when it is not in their --models-dir, and check its bytes against the hash in the signed
+    job before anything loads it. Ctrl-C stops."""
+    from litert_models import artifacts
+    from controller.model_server import make_server
+
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        _say(f"error: --listen {listen!r}: expected HOST:PORT, e.g. 0.0.0.0:8765")
+        raise typer.Exit(2)
+    folder = out or artifacts.default_folder()
+    if not folder.is_dir():
+        _say(f"error: {folder}: no such folder of models (build one with `models build`)")
+        raise typer.Exit(2)
+    try:
+        server = make_server(folder, host or "0.0.0.0", int(port))
+    except OSError as exc:
+        _say(f"error: cannot listen on {listen}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    bound = server.server_address
+    _say(f"serving {len(artifacts.list_artifacts(folder))} model(s) from {folder} on "
+         f"http://{bound[0]}:{bound[1]} (read-only); Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -87,7 +87,8 @@ def results_table(runs: list[Run], title: str) -> Table:
             f"{'yes' if r.converged else 'no'} ({'>=' if r.direction == 'max' else '<='} " \
             f"{r.target:g})"
         ids = ((r.campaign_id,) if several else ()) + (r.job_id, when(r.started_at))
-        table.add_row(*(Text(str(c)) for c in (*ids, r.device, r.benchmark, r.mode, run)),
+        mode = r.mode if r.runtime == "torch" else f"{r.mode} ({r.runtime})"
+        table.add_row(*(Text(str(c)) for c in (*ids, r.device, r.benchmark, mode, run)),
                       Text(status, style=color), time_cell(r), Text(quality), reached,
                       significant(r.throughput_sps), *energy_cells(r))
     return table
@@ -99,7 +100,8 @@ CSV_FIELDS = ("campaign_id", "job_id", "started_at", "finished_at", "device", "a
               "timed_window_s", "metric", "quality", "target", "samples",
               "throughput_samples_per_s", "energy_j", "avg_power_w", "peak_power_w",
               "samples_per_j", "power_method", "power_scope", "meets_mlperf_power_rules",
-              "power_doubts", "profile", "image_digest", "source_revision", "error")
+              "power_doubts", "profile", "image_digest", "runtime", "model_sha256",
+              "source_revision", "error")
 
 
 def results_csv(runs: list[Run]) -> str:

@@ -76,6 +76,8 @@ class Run:
     arch: str | None = None
     accelerators: tuple[str, ...] = ()
     image_digest: str | None = None
+    runtime: str = "torch"                   # litert: the interpreter ran model_sha256
+    model_sha256: str | None = None
     source_revision: str | None = None
     dataset: str | None = None
     platform: str | None = None
@@ -135,6 +137,7 @@ class Run:
             "power_scope": self.power_scope, "meets_mlperf_power_rules": self.meets_power_rules,
             "power_doubts": list(self.doubts), "power_notes": list(self.notes),
             "profile": self.profile, "image_digest": self.image_digest,
+            "runtime": self.runtime, "model_sha256": self.model_sha256,
             "source_revision": self.source_revision, "sensors": list(self.sensors),
             "dataset": self.dataset,
         }
@@ -152,7 +155,8 @@ def build(job: Job, result: Result | None, device_name: str,
                host_id=caps.get("host_id"), hostname=caps.get("hostname"),
                cpu_model=caps.get("cpu_model"), arch=caps.get("arch"),
                accelerators=tuple(caps.get("accelerators") or ()),
-               image_digest=job.image_digest)
+               image_digest=job.image_digest, runtime=job.runtime or "torch",
+               model_sha256=job.model_sha256)
     if result is None:
         return base
     base = replace(base, extra={"result": result.payload})

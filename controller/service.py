@@ -233,7 +233,8 @@ class ControllerService:
                     job_id=job.id, campaign_id=job.campaign_id, benchmark=job.benchmark,
                     mode=job.mode, run_index=job.run_index, seed=job.seed, params=job.params,
                     max_steps=job.max_steps, max_seconds=job.max_seconds, image=job.image,
-                    image_digest=job.image_digest, division=job.division, **self.seq())
+                    image_digest=job.image_digest, division=job.division,
+                    runtime=job.runtime or "torch", model_sha256=job.model_sha256, **self.seq())
             except ValueError as exc:              # a row the contract cannot carry
                 self.store.fail_assigned(job.id, d.agent_id, "controller",
                                          f"cannot be sent: {str(exc).splitlines()[0]}")

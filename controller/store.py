@@ -122,7 +122,8 @@ class Store(DeviceRecords, AttemptRecords):
                          "image_digest": "VARCHAR(80)", "log_lines": "INTEGER",
                          "attempt": "INTEGER", "retry_of": "VARCHAR(128)",
                          "superseded": "BOOLEAN", "state_since": "FLOAT",
-                         "renewed_at": "FLOAT"},
+                         "renewed_at": "FLOAT", "runtime": "VARCHAR(16)",
+                         "model_sha256": "VARCHAR(64)"},
                 "campaigns": {"retries": "INTEGER", "retry_anywhere": "BOOLEAN"},
                 "devices": {"key": "VARCHAR(64)", "approved_at": "FLOAT",
                             "approved_by": "VARCHAR(32)", "boot": "BIGINT",
@@ -174,11 +175,14 @@ class Store(DeviceRecords, AttemptRecords):
                         max_seconds: float | None = None,
                         images: dict[str, tuple[str, str]] | None = None,
                         division: str | None = None, retries: int = 1,
-                        retry_anywhere: bool = False) -> Campaign:
+                        retry_anywhere: bool = False, runtime: str = "torch",
+                        models: dict[str, str] | None = None) -> Campaign:
         """Expand benchmarks x devices x runs into queued jobs, in dispatch order.
         ``images``: agent id -> (container image, its pinned sha256) its jobs run in
         (absent: natively). ``retries``: new attempts a lost or infrastructure-failed run gets
-        (controller.attempts), on its own device or, ``retry_anywhere``, any of its profile."""
+        (controller.attempts), on its own device or, ``retry_anywhere``, any of its profile.
+        ``runtime`` litert: every job runs in the interpreter, ``models`` (benchmark -> artifact
+        sha256) naming each benchmark's model."""
         now = time.time()
         cid = time.strftime("c%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(2)
         campaign = Campaign(id=cid, created_at=now, benchmarks=benchmarks, mode=mode, runs=runs,
@@ -197,6 +201,7 @@ class Store(DeviceRecords, AttemptRecords):
                                   seed=seed_base + run - 1, params=params, max_steps=max_steps,
                                   max_seconds=max_seconds, state=JobState.QUEUED.value,
                                   image=image, image_digest=digest, division=division,
+                                  runtime=runtime, model_sha256=(models or {}).get(bench),
                                   log_lines=0, attempt=1, superseded=False, state_since=now,
                                   created_at=now + n * 1e-6, updated_at=now))
         return campaign
