@@ -51,7 +51,8 @@ class AttemptRecords:
                   benchmark=job.benchmark, mode=job.mode, run_index=job.run_index,
                   seed=job.seed, params=job.params, max_steps=job.max_steps,
                   max_seconds=job.max_seconds, image=job.image, image_digest=job.image_digest,
-                  runtime=job.runtime, model_sha256=job.model_sha256, division=job.division, state=JobState.QUEUED.value, attempt=n,
+                  runtime=job.runtime, model_sha256=job.model_sha256, division=job.division,
+                  state=JobState.QUEUED.value, attempt=n,
                   retry_of=job.id, superseded=False, log_lines=0, state_since=now,
                   created_at=job.created_at + 1e-7, updated_at=now,
                   detail=f"attempt {n} (any device of its profile)" if anywhere
