@@ -15,8 +15,8 @@ _BACKENDS: dict[str, type[Sensor]] = {}
 #: Backends that discovery tries, in this order. Plugs need a name (their topic) and the
 #: CPU model is an estimate: both only run when the configuration names them.
 DISCOVERED = ("rapl", "hwmon", "ina3221", "battery", "nvml", "pi5-pmic")
-_MODULES = ("rapl", "hwmon", "ina3221", "battery", "nvml", "pi5_pmic", "shelly", "tasmota",
-            "cpu_model")
+_MODULES = ("rapl", "hwmon", "ina3221", "battery", "termux_battery", "nvml", "pi5_pmic",
+            "shelly", "tasmota", "cpu_model")
 
 
 def register_sensor(name: str) -> Callable[[type[Sensor]], type[Sensor]]:
