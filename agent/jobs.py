@@ -210,10 +210,13 @@ class JobExecution:
             return self._finish("cancelled", started, error=self.cancel_reason,
                                 retryable=self.cancel_retryable)
         self.move(JobState.RUNNING, " ".join(request.argv()[1:]))
+        from agent.device_state import snapshot
+        device_state = [snapshot("start", self.workspace.power_root)]
         try:
             ran = process.run(self.cancel)
         finally:
             power.stop()
+            device_state.append(snapshot("end", self.workspace.power_root))
         power_report, power_lines = power.finish(ran.tracker.window)
         try:
             power_count = log_power(power_lines, out_dir / "mllog.txt", self.on_mllog)
@@ -239,7 +242,7 @@ class JobExecution:
                             mllog_lines=ran.mllog_lines + power_count,
                             timed_window=ran.tracker.window, power=power_report,
                             outcome=ran.outcome, image_digest=image_digest,
-                            retryable=retryable)
+                            retryable=retryable, device_state=device_state)
 
     def _finish(self, status: str, started: float, **fields) -> JobResult:
         if JobState.REPORTING in TRANSITIONS[self.state]:

@@ -111,8 +111,23 @@ def print_result(result: JobResult, work_dir, console: Console) -> None:
         table.add_row("source", out.source_revision)
     for label, text in summary_rows(result.power):      # energy: measured, estimated or none
         table.add_row(label, text)
+    if result.device_state:
+        table.add_row("device", "; ".join(state_text(s) for s in result.device_state))
     table.add_row("output", str(work_dir / "jobs" / result.job_id))
     console.print(table)
+
+
+def state_text(snap) -> str:
+    """'start: 1,200-1,800 MHz (allowed 1,800, schedutil), 45.0 °C' (what the device exposes)."""
+    parts = []
+    if snap.cpu_freq_min_mhz is not None:
+        freq = f"{snap.cpu_freq_min_mhz:,.0f}-{snap.cpu_freq_max_mhz:,.0f} MHz"
+        extra = [f"allowed {snap.cpu_freq_allowed_mhz:,.0f}"] if snap.cpu_freq_allowed_mhz else []
+        extra += [snap.governor] if snap.governor else []
+        parts.append(freq + (f" ({', '.join(extra)})" if extra else ""))
+    if snap.temperature_c is not None:
+        parts.append(f"{snap.temperature_c:.1f} °C")
+    return f"{snap.when}: {', '.join(parts) or 'CPU frequency and temperature not exposed'}"
 
 
 def _first_error(exc: ValueError) -> str:

@@ -606,6 +606,21 @@ class PowerReport(BaseModel):
             "why these figures should not be trusted; a doubted estimate is never scored"))
 
 
+class DeviceSnapshot(BaseModel):
+    """The device when a run began or ended (agent/device_state.py): CPU frequency now across
+    cores, the highest allowed, the governor, the hottest thermal zone. None: not exposed."""
+
+    model_config = STRICT
+
+    when: Literal["start", "end"]
+    at_ms: int
+    cpu_freq_min_mhz: float | None = Field(default=None, ge=0, le=100_000)
+    cpu_freq_max_mhz: float | None = Field(default=None, ge=0, le=100_000)
+    cpu_freq_allowed_mhz: float | None = Field(default=None, ge=0, le=100_000)
+    governor: str | None = Field(default=None, max_length=100)
+    temperature_c: float | None = Field(default=None, ge=-273.15, le=1000)
+
+
 class JobResult(Message):
     """The outcome of one job. Spooled on the agent until a ResultAck names ``result_id``;
     sealed anew at every (re)send."""
@@ -633,6 +648,8 @@ class JobResult(Message):
     retryable: bool = Field(default=False, description=(
         "the failure was the device's, not the job's (image, engine, sensor, agent crash or "
         "stop): the campaign's retry policy may run it again"))
+    device_state: list[DeviceSnapshot] = Field(default_factory=list, max_length=2, description=(
+        "the device at the start and the end of the run: CPU frequency, governor, temperature"))
 
     @property
     def final_state(self) -> JobState:

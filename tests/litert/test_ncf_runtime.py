@@ -163,6 +163,10 @@ def test_the_agent_runs_a_litert_job_and_reports_it(built_by_cli, ncf_artifact, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["status"] == "done" and result["outcome"]["reached_target"]
+    # The device's state at the run's start and end rides with the result (a throttling
+    # phone shows it); this VM exposes what it exposes, the keys are always there.
+    assert [s["when"] for s in result["device_state"]] == ["start", "end"]
+    assert result["device_state"][0]["at_ms"] <= result["device_state"][1]["at_ms"]
     job_dir = tmp_path / "work" / "jobs" / result["job_id"]
     assert ncf_artifact.sha256 in (job_dir / "mllog.txt").read_text()
 
