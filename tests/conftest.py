@@ -183,14 +183,15 @@ class Agent:
     """An ``mlperf-agent start`` process with its log file."""
 
     def __init__(self, broker_url: str, name: str, work_dir: Path, *extra: str,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, bin_dir: Path | None = None) -> None:
         self.name = name
         self.work_dir = work_dir
         self.log_path = work_dir.parent / f"{work_dir.name}.log"
         work_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [str(BIN / "mlperf-agent"), "start", "--broker", broker_url, "--name", name,
+            [str((bin_dir or BIN) / "mlperf-agent"), "start", "--broker", broker_url,
+             "--name", name,
              "--work-dir", str(work_dir), "--heartbeat-s", "1", *extra],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env if env is not None else None)
@@ -216,13 +217,15 @@ class Agent:
 
 @pytest.fixture
 def agents(tmp_path) -> Iterator[callable]:
-    """Factory: ``agents(broker_url, name, *extra_flags, env=None)`` -> a started Agent
-    (killed after); ``env`` replaces the environment (e.g. ``without_token()``)."""
+    """Factory: ``agents(broker_url, name, *extra_flags, env=None, bin_dir=None)`` -> a started
+    Agent (killed after); ``env`` replaces the environment (e.g. ``without_token()``);
+    ``bin_dir`` runs another environment's mlperf-agent (e.g. the phone's)."""
     started: list[Agent] = []
 
     def start(broker_url: str, name: str, *extra: str, env: dict | None = None,
-              work_dir: Path | None = None) -> Agent:
-        agent = Agent(broker_url, name, work_dir or tmp_path / "agents" / name, *extra, env=env)
+              work_dir: Path | None = None, bin_dir: Path | None = None) -> Agent:
+        agent = Agent(broker_url, name, work_dir or tmp_path / "agents" / name, *extra, env=env,
+                      bin_dir=bin_dir)
         started.append(agent)
         return agent
 

@@ -1,0 +1,66 @@
+"""A phone's environment, built here: a fresh venv with only `pip install '.[phone]'` -- no
+torch, no tensorflow, importing either fails -- whose `mlperf-agent start` takes a litert job
+from the controller over the real Mosquitto and trains NCF in the interpreter to the smoke
+target. (Sentiment joins when its model can be built.)"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import venv
+
+import pytest
+
+from tests.conftest import ROOT, cli, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def phone_bin(tmp_path_factory):
+    """The phone venv's bin folder (made once per module: ~1-2 minutes of pip)."""
+    where = tmp_path_factory.mktemp("phone-venv")
+    venv.EnvBuilder(with_pip=True).create(where)
+    bin_dir = where / "bin"
+    done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet",
+                           "--disable-pip-version-check", f"{ROOT}[phone]"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return bin_dir
+
+
+def test_the_phone_extra_has_no_torch_and_no_tensorflow(phone_bin):
+    for module in ("torch", "tensorflow"):
+        proc = subprocess.run([str(phone_bin / "python"), "-c", f"import {module}"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr, module
+    ok = subprocess.run([str(phone_bin / "python"), "-c",
+                         "import ai_edge_litert.interpreter, numpy, references.litert.run"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_a_phone_environment_trains_a_litert_job_from_the_controller(
+        mosquitto, agents, phone_bin, built_by_cli, ncf_artifact, tmp_path):
+    folder, _ = built_by_cli
+    env = {"MLPERF_BROKER": mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'lab.db'}",
+           "MLPERF_PREFIX": f"t{secrets.token_hex(3)}/v1"}
+    agents(mosquitto.url, "pixel", "--prefix", env["MLPERF_PREFIX"], "--models-dir",
+           str(folder), bin_dir=phone_bin)
+
+    def online():
+        devices = json.loads(cli("mlperf-controller", "devices", "--json", env=env,
+                                 check=True).stdout)
+        return any(d["name"] == "pixel" and d["state"] == "online" for d in devices)
+
+    wait_for(online, 60, interval_s=0.5, what="the phone agent online")
+    run = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "pixel",
+              "--mode", "smoke", "--runtime", "litert", "--model", ncf_artifact.sha256,
+              "--models-dir", str(folder), "--json", env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (row,) = json.loads(run.stdout)["results"]
+    assert row["state"] == "done" and row["converged"], row
+    assert row["runtime"] == "litert" and row["model_sha256"] == ncf_artifact.sha256
+    assert sys.prefix not in str(phone_bin)                 # it really was the other venv
