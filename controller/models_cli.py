@@ -32,7 +32,7 @@ def _say(line: str) -> None:
 @app.command()
 def build(
     benchmark: Annotated[str, typer.Option(
-        "--benchmark", help="The reference whose model to build: ncf (sentiment and resnet "
+        "--benchmark", help="The reference whose model to build: ncf or sentiment (resnet "
                             "to come).")],
     runtime: Annotated[str, typer.Option(
         "--runtime", help="Interpreter the model is for: litert (the only one).")] = "litert",
@@ -42,8 +42,8 @@ def build(
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Config override KEY=VALUE (repeatable), checked as for a run.")] = None,
     data: Annotated[Optional[Path], typer.Option(
-        "--data", help="The dataset folder a run would read (e.g. ml-20m/), for the model's "
-                       "sizes; not needed for smoke.")] = None,
+        "--data", help="The dataset folder a run would read (e.g. ml-20m/, aclImdb/), for "
+                       "the model's sizes; not needed for smoke.")] = None,
     division: Annotated[Optional[str], typer.Option(
         "--division", help="closed or open, as for `run` (default: closed for full, open "
                            "otherwise): which --set keys are allowed.")] = None,

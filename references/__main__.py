@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runtime", choices=("torch", "litert"), default="torch",
                      help="torch (default) or litert: the LiteRT interpreter runs a .tflite "
                           "model built by `mlperf-controller models build --runtime litert` "
-                          "(no torch needed; ncf so far)")
+                          "(no torch needed; ncf and sentiment so far)")
     run.add_argument("--model", type=Path,
                      help="litert: the models folder (or the .tflite file) holding the model")
     run.add_argument("--model-sha256", help="litert: the model's hash; its bytes are checked")

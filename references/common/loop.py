@@ -5,7 +5,9 @@ The structure follows the MLPerf compliance rules (0.6.0 common.yaml): ``block_s
 epoch, epoch count) -> ``epoch_start``/``epoch_stop`` for each epoch of the block -> ``eval_start``
 / ``eval_stop`` / ``eval_accuracy`` -> ``block_stop``. Per step the loop does no more than the
 bare minimum (a bound check and a loss accumulated on the device, never a host sync), so the
-harness costs nothing measurable (benchmarks/reference_overhead.py).
+harness costs nothing measurable (benchmarks/reference_overhead.py). Torch-free: a step's loss
+is whatever it returns (a device tensor, summed and read once per report, or a float), so the
+LiteRT interpreter's runs use it too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from mlperf_logging.mllog import constants as C
 
 from references.common.harness import say
@@ -79,7 +80,7 @@ class LoopResult:
 
 
 def train_epochs(log: MLLog, bounds: Bounds, target: Target, *,
-                 batches: Callable[[int], Iterable], step: Callable[[object], torch.Tensor],
+                 batches: Callable[[int], Iterable], step: Callable[[object], Any],
                  batch_size_of: Callable[[object], int],
                  evaluate: Callable[[], float | Evaluation], steps_per_epoch: int,
                  metric: str) -> LoopResult:
@@ -148,7 +149,7 @@ def _one_epoch(log: MLLog, out: LoopResult, epoch: int, batches, step, batch_siz
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()
             say(f"epoch {epoch} step {epoch_steps:,}/{steps_per_epoch:,}: loss "
-                f"{loss_sum.item() / epoch_steps:.4f}, "
+                f"{float(loss_sum) / epoch_steps:.4f}, "
                 f"{epoch_samples / (last_report - epoch_started):,.1f} samples/s")
     else:
         bound = None
@@ -161,7 +162,7 @@ def _one_epoch(log: MLLog, out: LoopResult, epoch: int, batches, step, batch_siz
         return bound
     out.epochs = epoch
     out.epoch_times_s.append(epoch_s)
-    mean_loss = float("nan") if loss_sum is None else loss_sum.item() / max(1, epoch_steps)
+    mean_loss = float("nan") if loss_sum is None else float(loss_sum) / max(1, epoch_steps)
     say(f"epoch {epoch}: loss {mean_loss:.4f}, train {epoch_s:.2f} s "
         f"({epoch_samples / epoch_s:,.1f} samples/s this epoch, data loading included)")
     return None

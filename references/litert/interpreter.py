@@ -1,15 +1,18 @@
 """One .tflite training model in the interpreter: its four signatures as Python calls.
 
-The contract litert_models/ builds to (signature -> inputs -> outputs):
+The contract litert_models/ builds to (signature -> inputs -> outputs), e.g. NCF's:
 
     train    users/items int32[B], labels/weights float32[B] -> loss float32[]   (one step)
     infer    users/items int32[n]                            -> logits float32[n]
     save     ()                                              -> every state tensor by name
     restore  every state tensor by name                      -> ok float32[]
 
-B is fixed in the model (a dynamic batch needs Flex ops, which device runtimes refuse): a
-short batch is padded with weight-0 rows, which the loss ignores. Checkpoints are files the
-host writes from ``save``'s outputs (numpy .npz), because the TF Save/Restore ops are Flex-only.
+and sentiment's: train(tokens int32[B, T], lengths int32[B], labels int32[B], weights
+float32[B]) and infer(tokens int32[n, T], lengths int32[n]) -> logits float32[n, 2]. Every
+train signature has ``weights``; its other inputs are the batch. B is fixed in the model (a
+dynamic batch needs Flex ops, which device runtimes refuse): a short batch is padded with
+weight-0 rows, which the loss ignores. Checkpoints are files the host writes from ``save``'s
+outputs (numpy .npz), because the TF Save/Restore ops are Flex-only.
 """
 
 from __future__ import annotations
@@ -72,27 +75,48 @@ class TrainingModel:
             raise ConfigError(f"{path}: not a training model: signature(s) {', '.join(missing)} "
                               f"missing (it has {', '.join(sorted(have)) or 'none'})")
         self._run = {name: self.interpreter.get_signature_runner(name) for name in self.SIGNATURES}
-        shape = self._run["train"].get_input_details()["labels"]["shape"]
-        self.batch_size = int(shape[0])
+        self._train_inputs = self._run["train"].get_input_details()
+        self._infer_inputs = self._run["infer"].get_input_details()
+        if "weights" not in self._train_inputs:
+            raise ConfigError(f"{path}: not a training model: its train signature has no "
+                              "weights input")
+        self.batch_size = int(self._train_inputs["weights"]["shape"][0])
+
+    def input_shape(self, signature: str, name: str) -> tuple[int, ...]:
+        """The shape the model declares for an input (-1 where dynamic)."""
+        details = self._train_inputs if signature == "train" else self._infer_inputs
+        return tuple(int(d) for d in details[name]["shape_signature"])
 
     def train(self, users: np.ndarray, items: np.ndarray, labels: np.ndarray) -> float:
-        """One optimizer step on the batch (padded to the model's batch size); its mean loss."""
-        n, b = len(labels), self.batch_size
+        """NCF: one optimizer step on the batch (padded to the model's batch size)."""
+        return self.train_batch(users=users, items=items, labels=labels)
+
+    def train_batch(self, **batch: np.ndarray) -> float:
+        """One optimizer step on the batch (every train input but ``weights``, by name, the
+        same number of rows each), padded with zero rows of weight 0 to the model's batch
+        size and cast to the signature's dtypes; the batch's mean loss."""
+        n, b = len(next(iter(batch.values()))), self.batch_size
         if n > b:
             raise ValueError(f"batch of {n} > the model's {b}")
         weights = np.ones(b, np.float32)
-        if n < b:
-            weights[n:] = 0.0
-            pad = b - n
-            users, items = np.pad(users, (0, pad)), np.pad(items, (0, pad))
-            labels = np.pad(labels, (0, pad))
-        out = self._run["train"](users=users.astype(np.int32), items=items.astype(np.int32),
-                                 labels=labels.astype(np.float32), weights=weights)
-        return float(out["loss"])
+        weights[n:] = 0.0
+        args = {"weights": weights}
+        for name, value in batch.items():
+            value = np.asarray(value, dtype=self._train_inputs[name]["dtype"])
+            if n < b:
+                value = np.pad(value, [(0, b - n)] + [(0, 0)] * (value.ndim - 1))
+            args[name] = value
+        return float(self._run["train"](**args)["loss"])
 
     def infer(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        out = self._run["infer"](users=users.astype(np.int32), items=items.astype(np.int32))
-        return np.asarray(out["logits"]).reshape(-1)
+        """NCF: the logits of (user, item) pairs, flat."""
+        return self.infer_batch(users=users, items=items).reshape(-1)
+
+    def infer_batch(self, **inputs: np.ndarray) -> np.ndarray:
+        """The infer signature's logits for the inputs (cast to its dtypes)."""
+        args = {name: np.asarray(value, dtype=self._infer_inputs[name]["dtype"])
+                for name, value in inputs.items()}
+        return np.asarray(self._run["infer"](**args)["logits"])
 
     def state(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self._run["save"]().items()}

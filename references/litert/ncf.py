@@ -44,10 +44,17 @@ class LiteRTBackend:
 def check_config(label: dict, cfg: NcfConfig) -> None:
     """ConfigError naming the first difference between the artifact's config and the run's
     (checked before anything is logged)."""
-    if label.get("benchmark") != "ncf":
-        raise ConfigError(f"the model artifact is for {label.get('benchmark')!r}, not ncf")
+    check_built_config(label, cfg, "ncf", MUST_MATCH)
+
+
+def check_built_config(label: dict, cfg, benchmark: str, keys: tuple[str, ...]) -> None:
+    """ConfigError unless the artifact is ``benchmark``'s, built with the run's value of each
+    of ``keys``."""
+    if label.get("benchmark") != benchmark:
+        raise ConfigError(f"the model artifact is for {label.get('benchmark')!r}, not "
+                          f"{benchmark}")
     built = label.get("config") or {}
-    for key in MUST_MATCH:
+    for key in keys:
         want = getattr(cfg, key)
         have = built.get(key)
         same = (list(have) == list(want)) if isinstance(want, tuple) and isinstance(
@@ -55,7 +62,7 @@ def check_config(label: dict, cfg: NcfConfig) -> None:
         if not same:
             raise ConfigError(f"the model artifact was built with {key}={have!r}, this run has "
                               f"{want!r}: build one for this config (mlperf-controller models "
-                              "build --runtime litert --benchmark ncf --set ...)")
+                              f"build --runtime litert --benchmark {benchmark} --set ...)")
 
 
 def check_sizes(label: dict, n_users: int, n_items: int) -> None:

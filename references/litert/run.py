@@ -18,9 +18,8 @@ from references.common.errors import ConfigError
 from references.common.harness import TimedRun
 from references.common.mllogging import MLLog
 from references.common.runtime import available_cpus
-from references.litert import BENCHMARKS, ncf
+from references.litert import BENCHMARKS
 from references.litert.interpreter import TrainingModel, runtime_version
-from references.ncf import loop
 
 RUNTIME_KEY = "mlperf_edge_runtime"
 
@@ -39,7 +38,8 @@ def main(benchmark: str, cfg: Any, *, mode: str, data_dir: Path | None, out_dir:
         raise ConfigError(f"model {artifact.sha256[:12]} is a {artifact.label.benchmark} model, "
                           f"not {benchmark}")
     label = artifact.label.as_dict()
-    ncf.check_config(label, cfg)
+    backend, loop = _modules(benchmark)
+    backend.check_config(label, cfg)
     threads = getattr(cfg, "threads", 0) or available_cpus()
     interpreter = TrainingModel(artifact.content, str(artifact.path), threads)
     out_dir = Path(out_dir)
@@ -51,14 +51,28 @@ def main(benchmark: str, cfg: Any, *, mode: str, data_dir: Path | None, out_dir:
     description = (f"LiteRT interpreter ({version}), {threads} thread(s), model "
                    f"{artifact.sha256[:12]}")
     try:
-        def make_backend(split):
+        def make_backend(data):
             log.event(RUNTIME_KEY, {"runtime": "litert", "interpreter": version,
                                     "model_sha256": artifact.sha256,
                                     "converter": artifact.label.converter})
-            return ncf.make_backend(interpreter, label, cfg, seed, split, description)
+            return backend.make_backend(interpreter, label, cfg, seed, data, description)
 
         return loop.run(cfg, mode, division, data_dir, out_dir, seed, platform, log, timed,
                         make_backend)
     finally:
         timed.abort_if_open()
         log.close()
+
+
+def _modules(benchmark: str):
+    """(the interpreter backend module, the reference's run module) of ``benchmark``: each
+    backend module has check_config(label, cfg) and make_backend(model, label, cfg, seed,
+    data, description); each run module run(cfg, mode, division, data_dir, out_dir, seed,
+    platform, log, timed, make_backend)."""
+    if benchmark == "ncf":
+        from references.litert import ncf as backend
+        from references.ncf import loop
+    else:
+        from references.litert import sentiment as backend
+        from references.sentiment import loop
+    return backend, loop

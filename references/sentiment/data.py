@@ -174,8 +174,8 @@ def _read(files: list[tuple[Path, int]]) -> tuple[list[str], list[int]]:
 
 def batches(reviews: Reviews, batch_size: int, rng: np.random.Generator | None,
             device: str = "cpu", pool_batches: int = BUCKET_BATCHES) -> Iterator[tuple]:
-    """(tokens [b, time], lengths [b], labels [b]) batches, 0-padded to the longest review of
-    the batch, bucketed by length so that padding (convolution over zeros) stays small.
+    """(tokens [b, time], lengths [b], labels [b]) torch batches, 0-padded to the longest review
+    of the batch, bucketed by length so that padding (convolution over zeros) stays small.
 
     Training (``rng`` given): the reviews are shuffled, cut into pools of ``pool_batches``
     batches, each pool sorted by length and cut into batches, and the batches of the epoch
@@ -184,14 +184,30 @@ def batches(reviews: Reviews, batch_size: int, rng: np.random.Generator | None,
     """
     import torch
 
+    for tokens, lengths, labels in array_batches(reviews, batch_size, rng, pool_batches):
+        yield (torch.from_numpy(tokens).to(device), torch.from_numpy(lengths).to(device),
+               torch.from_numpy(labels).to(device))
+
+
+def array_batches(reviews: Reviews, batch_size: int, rng: np.random.Generator | None,
+                  pool_batches: int = BUCKET_BATCHES, length: int | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """batches() in numpy (int64 arrays), torch-free: the same batches in the same order for
+    the same ``rng``. ``length``: pad every batch to it (a static-shape model, e.g. the LiteRT
+    interpreter's) instead of to the batch's longest review."""
     lengths = np.fromiter((len(t) for t in reviews.tokens), dtype=np.int64, count=len(reviews))
     for idx in batch_order(lengths, batch_size, rng, pool_batches):
         seqs = [reviews.tokens[i] for i in idx]
-        padded = np.full((len(seqs), max(1, int(lengths[idx].max()))), PAD, dtype=np.int64)
+        width = max(1, int(lengths[idx].max())) if length is None else length
+        padded = np.full((len(seqs), width), PAD, dtype=np.int64)
         for row, s in enumerate(seqs):
             padded[row, :len(s)] = s
-        yield (torch.from_numpy(padded).to(device), torch.from_numpy(lengths[idx]).to(device),
-               torch.from_numpy(reviews.labels[idx]).to(device))
+        yield padded, lengths[idx], reviews.labels[idx]
+
+
+def longest(reviews: Reviews) -> int:
+    """The most words of any review (0 for none)."""
+    return max((len(t) for t in reviews.tokens), default=0)
 
 
 def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,

@@ -1,5 +1,5 @@
-"""One NCF smoke model built per test session, and the interpreter and PyTorch sides the
-parity tests drive.
+"""One NCF and one sentiment smoke model built per test session (each when a test first asks
+for it), and the interpreter and PyTorch sides the parity tests drive.
 
 The model is built as a user builds it, by `mlperf-controller models build` in a subprocess
 (~15 s): TensorFlow never loads into the test process, whose other tests it could disturb
@@ -66,3 +66,19 @@ def torch_state(model, optimizer=None) -> dict[str, np.ndarray]:
     step = next(iter(optimizer.state.values()), {}).get("step") if optimizer else None
     state[ncf_state.ADAM_STEP] = np.asarray(0.0 if step is None else float(step), np.float32)
     return state
+
+
+@pytest.fixture(scope="session")
+def sentiment_built_by_cli(tmp_path_factory) -> tuple[object, subprocess.CompletedProcess]:
+    """(folder, the finished `models build --benchmark sentiment --mode smoke` process)."""
+    folder = tmp_path_factory.mktemp("sentiment-models")
+    done = cli("mlperf-controller", "models", "build", "--runtime", "litert", "--benchmark",
+               "sentiment", "--mode", "smoke", "--out", str(folder), check=True)
+    return folder, done
+
+
+@pytest.fixture(scope="session")
+def sentiment_artifact(sentiment_built_by_cli) -> artifacts.Artifact:
+    """The smoke sentiment model, loaded from its folder (hash checked)."""
+    folder, done = sentiment_built_by_cli
+    return artifacts.load(folder, done.stdout.split()[0])
