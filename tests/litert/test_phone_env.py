@@ -1,12 +1,13 @@
 """A phone's environment, built here: a fresh venv with only `pip install '.[phone]'` -- no
 torch, no tensorflow, importing either fails -- whose `mlperf-agent start` takes a litert job
-from the controller over the real Mosquitto and trains NCF in the interpreter to the smoke
-target. (Sentiment joins when its model can be built.)"""
+from the controller over the real Mosquitto and trains NCF and sentiment in the interpreter to
+their smoke targets."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,9 +43,13 @@ def test_the_phone_extra_has_no_torch_and_no_tensorflow(phone_bin):
     assert ok.returncode == 0, ok.stderr[-2000:]
 
 
-def test_a_phone_environment_trains_a_litert_job_from_the_controller(
-        mosquitto, agents, phone_bin, built_by_cli, ncf_artifact, tmp_path):
-    folder, _ = built_by_cli
+def test_a_phone_environment_trains_litert_jobs_from_the_controller(
+        mosquitto, agents, phone_bin, ncf_artifact, sentiment_artifact, tmp_path):
+    folder = tmp_path / "models"                  # what the operator copies to the phone
+    folder.mkdir()
+    for artifact in (ncf_artifact, sentiment_artifact):
+        shutil.copy(artifact.path, folder)
+        shutil.copy(artifact.label_path, folder)
     env = {"MLPERF_BROKER": mosquitto.url, "MLPERF_DB": f"sqlite:///{tmp_path / 'lab.db'}",
            "MLPERF_PREFIX": f"t{secrets.token_hex(3)}/v1"}
     agents(mosquitto.url, "pixel", "--prefix", env["MLPERF_PREFIX"], "--models-dir",
@@ -56,11 +61,14 @@ def test_a_phone_environment_trains_a_litert_job_from_the_controller(
         return any(d["name"] == "pixel" and d["state"] == "online" for d in devices)
 
     wait_for(online, 60, interval_s=0.5, what="the phone agent online")
-    run = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "pixel",
+    run = cli("mlperf-controller", "run", "--benchmarks", "ncf,sentiment", "--devices", "pixel",
               "--mode", "smoke", "--runtime", "litert", "--model", ncf_artifact.sha256,
-              "--models-dir", str(folder), "--json", env=env, timeout=300)
+              "--model", sentiment_artifact.sha256, "--models-dir", str(folder), "--json",
+              env=env, timeout=400)
     assert run.returncode == 0, run.stderr[-3000:]
-    (row,) = json.loads(run.stdout)["results"]
-    assert row["state"] == "done" and row["converged"], row
-    assert row["runtime"] == "litert" and row["model_sha256"] == ncf_artifact.sha256
+    rows = {r["benchmark"]: r for r in json.loads(run.stdout)["results"]}
+    for bench, artifact in (("ncf", ncf_artifact), ("sentiment", sentiment_artifact)):
+        row = rows[bench]
+        assert row["state"] == "done" and row["converged"], row
+        assert row["runtime"] == "litert" and row["model_sha256"] == artifact.sha256
     assert sys.prefix not in str(phone_bin)                 # it really was the other venv
