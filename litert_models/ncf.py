@@ -24,7 +24,7 @@ way (ncf_state.initial_state).
 Builtin-only recipes (measured, issue 14's notes): ReLU as ``tf.maximum(x, 0.)`` (the gradient
 of tf.nn.relu needs a Flex op); the BCE written out; Adam by hand with assign ops; the embedding
 gradients (IndexedSlices) made dense, which converts to UNSORTED_SEGMENT_SUM. Adam's bias
-corrections 1 - beta**t come from one_minus_pow: float32 tf.pow was measurably off.
+corrections 1 - beta**t come from adam.one_minus_pow: float32 tf.pow was measurably off.
 
 Inputs a device must keep in range: user ids < sizes["users"], item ids < sizes["items"] of the
 artifact's label. ``adam_step`` is float32 (POW and friends take floats): it counts exactly to
@@ -33,48 +33,22 @@ artifact's label. ``adam_step`` is float32 (POW and friends take floats): it cou
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import tensorflow as tf
 
 from litert_models import ncf_state
+from litert_models.adam import AdamModule
 
 
-def one_minus_pow(beta: float, t: tf.Tensor) -> tf.Tensor:
-    """1 - beta**t in float32 as accurately as torch's double: -expm1(t ln beta), by its series
-    where 1 - exp would cancel. (tf.pow on float32(0.999) is 1.3e-5 off in 1 - 0.999**1: a
-    relative error that every early Adam update carried, 1.3e-7 per step at lr 0.02.)"""
-    if beta == 0.0:
-        return tf.ones_like(t)                     # 1 - 0**t, t >= 1
-    x = t * math.log(beta)                         # ln(beta) in double, then float32
-    xs = tf.maximum(x, -0.5)                       # the series' range (|term 11| < 1e-10)
-    s = tf.ones_like(xs)
-    for k in range(10, 1, -1):                     # expm1(x) = x (1 + x/2 (1 + x/3 (...)))
-        s = 1.0 + xs * s / float(k)
-    return tf.where(x > -0.5, -xs * s, 1.0 - tf.exp(x))
-
-
-class NeuMF(tf.Module):
+class NeuMF(AdamModule):
     """logit(user, item) = w . [gmf_user * gmf_item ; MLP([mlp_user ; mlp_item])] + b, with its
     Adam state, as plain tf.Variables named as in PyTorch ("." -> "__")."""
 
     def __init__(self, cfg, n_users: int, n_items: int, init: dict[str, np.ndarray]) -> None:
         super().__init__(name="ncf")
-        self.lr, self.beta1, self.beta2 = cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2
-        self.eps, self.batch_size = cfg.adam_epsilon, cfg.batch_size
         self.n_layers = len(cfg.mlp_layers) - 1
-        shapes = ncf_state.param_shapes(cfg, n_users, n_items)
-        self.params = {k: tf.Variable(np.asarray(init[k], np.float32).reshape(s), name=k)
-                       for k, s in shapes.items()}
-        self.adam_m = {k: tf.Variable(tf.zeros(s), name=f"{k}__adam_m") for k, s in shapes.items()}
-        self.adam_v = {k: tf.Variable(tf.zeros(s), name=f"{k}__adam_v") for k, s in shapes.items()}
-        self.adam_step = tf.Variable(0.0, name=ncf_state.ADAM_STEP)   # float32, as the math wants
-        names = ncf_state.state_names(list(shapes))
-        every = {**self.params, **{f"{k}__adam_m": v for k, v in self.adam_m.items()},
-                 **{f"{k}__adam_v": v for k, v in self.adam_v.items()},
-                 ncf_state.ADAM_STEP: self.adam_step}
-        self.state = {k: every[k] for k in names}
+        self.init_adam(cfg, ncf_state.param_shapes(cfg, n_users, n_items), init)
 
     # -- the model ---------------------------------------------------------------------------
     def logits(self, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
@@ -104,16 +78,7 @@ class NeuMF(tf.Module):
         with tf.GradientTape() as tape:
             loss = self.weighted_bce(self.logits(users, items), labels, weights)
         grads = tape.gradient(loss, [self.params[k] for k in names])
-        # torch.optim.Adam (amsgrad off, no weight decay): m <- b1 m + (1-b1) g;
-        # v <- b2 v + (1-b2) g^2; p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
-        t = self.adam_step.assign_add(1.0)
-        step_size = self.lr / one_minus_pow(self.beta1, t)
-        bc2_sqrt = tf.sqrt(one_minus_pow(self.beta2, t))
-        for k, g in zip(names, grads):
-            g = tf.convert_to_tensor(g)          # IndexedSlices -> dense: every row moves
-            m = self.adam_m[k].assign(self.beta1 * self.adam_m[k] + (1.0 - self.beta1) * g)
-            v = self.adam_v[k].assign(self.beta2 * self.adam_v[k] + (1.0 - self.beta2) * g * g)
-            self.params[k].assign_sub(step_size * m / (tf.sqrt(v) / bc2_sqrt + self.eps))
+        self.adam_update(dict(zip(names, grads)))
         return {"loss": loss}
 
     # -- the signatures ----------------------------------------------------------------------
@@ -133,20 +98,4 @@ class NeuMF(tf.Module):
             tf.TensorSpec([None], tf.int32, name="users"),
             tf.TensorSpec([None], tf.int32, name="items")])
 
-        def save():
-            return {k: tf.identity(v) for k, v in self.state.items()}
-
-        def restore(values):
-            for k, v in self.state.items():
-                v.assign(values[k])
-            return {"ok": tf.constant(1.0)}
-
-        restore = tf.function(restore, input_signature=[
-            {k: tf.TensorSpec(v.shape, tf.float32, name=k) for k, v in self.state.items()}])
-        # Kept on the module so tf.saved_model.save tracks them.
-        self._train_fn, self._infer_fn = train, infer
-        self._save_fn, self._restore_fn = tf.function(save, input_signature=[]), restore
-        return {"train": train.get_concrete_function(),
-                "infer": infer.get_concrete_function(),
-                "save": self._save_fn.get_concrete_function(),
-                "restore": restore.get_concrete_function()}
+        return self.signatures_with_state(train, infer)

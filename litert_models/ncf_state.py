@@ -72,6 +72,12 @@ def initial_state(cfg, n_users: int, n_items: int,
                   seed: int = DEFAULT_INIT_SEED) -> dict[str, np.ndarray]:
     """Everything ``restore`` takes for a fresh run: initial parameters, zero moments, step 0."""
     params = initial_params(cfg, n_users, n_items, seed)
+    return fresh_state(params)
+
+
+def fresh_state(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``params`` with Adam's moments at zero and its step at 0, in save()'s order: a run's
+    start for any model (sentiment_state uses it too)."""
     state = dict(params)
     for suffix in ("__adam_m", "__adam_v"):
         state.update({k + suffix: np.zeros_like(v) for k, v in params.items()})

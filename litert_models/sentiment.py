@@ -40,31 +40,19 @@ import numpy as np
 import tensorflow as tf
 
 from litert_models import sentiment_state
-from litert_models.ncf import one_minus_pow
+from litert_models.adam import AdamModule
 
 
-class SeqCNN(tf.Module):
+class SeqCNN(AdamModule):
     """Embedding -> Conv1d per width (ELU) -> masked max over time -> concat -> linear, with
     its Adam state, as plain tf.Variables named as in PyTorch ("." -> "__")."""
 
     def __init__(self, cfg, vocab_rows: int, max_length: int,
                  init: dict[str, np.ndarray]) -> None:
         super().__init__(name="sentiment")
-        self.lr, self.beta1, self.beta2 = cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2
-        self.eps, self.batch_size = cfg.adam_epsilon, cfg.batch_size
         self.filter_sizes, self.max_length = tuple(cfg.filter_sizes), int(max_length)
         self.vocab_rows = vocab_rows
-        shapes = sentiment_state.param_shapes(cfg, vocab_rows)
-        self.params = {k: tf.Variable(np.asarray(init[k], np.float32).reshape(s), name=k)
-                       for k, s in shapes.items()}
-        self.adam_m = {k: tf.Variable(tf.zeros(s), name=f"{k}__adam_m") for k, s in shapes.items()}
-        self.adam_v = {k: tf.Variable(tf.zeros(s), name=f"{k}__adam_v") for k, s in shapes.items()}
-        self.adam_step = tf.Variable(0.0, name=sentiment_state.ADAM_STEP)
-        names = sentiment_state.state_names(list(shapes))
-        every = {**self.params, **{f"{k}__adam_m": v for k, v in self.adam_m.items()},
-                 **{f"{k}__adam_v": v for k, v in self.adam_v.items()},
-                 sentiment_state.ADAM_STEP: self.adam_step}
-        self.state = {k: every[k] for k in names}
+        self.init_adam(cfg, sentiment_state.param_shapes(cfg, vocab_rows), init)
         mask = np.ones((vocab_rows, 1), np.float32)
         mask[0] = 0.0                                     # padding_idx: row 0 never learns
         self._padding_mask = tf.constant(mask)
@@ -106,19 +94,11 @@ class SeqCNN(tf.Module):
         names = list(self.params)
         with tf.GradientTape() as tape:
             loss = self.weighted_cross_entropy(self.logits(tokens, lengths), labels, weights)
-        grads = tape.gradient(loss, [self.params[k] for k in names])
-        # torch.optim.Adam (amsgrad off, no weight decay): m <- b1 m + (1-b1) g;
-        # v <- b2 v + (1-b2) g^2; p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
-        t = self.adam_step.assign_add(1.0)
-        step_size = self.lr / one_minus_pow(self.beta1, t)
-        bc2_sqrt = tf.sqrt(one_minus_pow(self.beta2, t))
-        for k, g in zip(names, grads):
-            g = tf.convert_to_tensor(g)          # IndexedSlices -> dense: every row moves
-            if k == "embedding__weight":
-                g = g * self._padding_mask
-            m = self.adam_m[k].assign(self.beta1 * self.adam_m[k] + (1.0 - self.beta1) * g)
-            v = self.adam_v[k].assign(self.beta2 * self.adam_v[k] + (1.0 - self.beta2) * g * g)
-            self.params[k].assign_sub(step_size * m / (tf.sqrt(v) / bc2_sqrt + self.eps))
+        grads = dict(zip(names, tape.gradient(loss, [self.params[k] for k in names])))
+        # padding_idx: row 0 never learns (IndexedSlices -> dense first: every row moves)
+        grads["embedding__weight"] = (tf.convert_to_tensor(grads["embedding__weight"])
+                                      * self._padding_mask)
+        self.adam_update(grads)
         return {"loss": loss}
 
     # -- the signatures ----------------------------------------------------------------------
@@ -138,20 +118,4 @@ class SeqCNN(tf.Module):
             tf.TensorSpec([None, t], tf.int32, name="tokens"),
             tf.TensorSpec([None], tf.int32, name="lengths")])
 
-        def save():
-            return {k: tf.identity(v) for k, v in self.state.items()}
-
-        def restore(values):
-            for k, v in self.state.items():
-                v.assign(values[k])
-            return {"ok": tf.constant(1.0)}
-
-        restore = tf.function(restore, input_signature=[
-            {k: tf.TensorSpec(v.shape, tf.float32, name=k) for k, v in self.state.items()}])
-        # Kept on the module so tf.saved_model.save tracks them.
-        self._train_fn, self._infer_fn = train, infer
-        self._save_fn, self._restore_fn = tf.function(save, input_signature=[]), restore
-        return {"train": train.get_concrete_function(),
-                "infer": infer.get_concrete_function(),
-                "save": self._save_fn.get_concrete_function(),
-                "restore": restore.get_concrete_function()}
+        return self.signatures_with_state(train, infer)

@@ -16,7 +16,13 @@ import math
 
 import numpy as np
 
-from litert_models.ncf_state import ADAM_STEP, DEFAULT_INIT_SEED, state_name, state_names
+from litert_models.ncf_state import (
+    ADAM_STEP,
+    DEFAULT_INIT_SEED,
+    fresh_state,
+    state_name,
+    state_names,
+)
 
 __all__ = ["ADAM_STEP", "DEFAULT_INIT_SEED", "CLASSES", "state_name", "state_names",
            "param_shapes", "max_length", "initial_params", "initial_state"]
@@ -83,8 +89,4 @@ def initial_state(cfg, vocab_rows: int,
                   seed: int = DEFAULT_INIT_SEED) -> dict[str, np.ndarray]:
     """Everything ``restore`` takes for a fresh run: initial parameters, zero moments, step 0."""
     params = initial_params(cfg, vocab_rows, seed)
-    state = dict(params)
-    for suffix in ("__adam_m", "__adam_v"):
-        state.update({k + suffix: np.zeros_like(v) for k, v in params.items()})
-    state[ADAM_STEP] = np.zeros((), np.float32)
-    return {k: state[k] for k in state_names(list(params))}
+    return fresh_state(params)
