@@ -24,9 +24,14 @@ def package_version(name: str) -> str | None:
 
 
 def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | None = None,
-                 container_engine: str | None = None) -> Capabilities:
-    """Describe this device. ``root`` lets a container read the host's /proc and /dev."""
+                 container_engine: str | None = None,
+                 training_runtime: str | None = None) -> Capabilities:
+    """Describe this device. ``root`` lets a container read the host's /proc and /dev;
+    ``training_runtime`` is the profile's choice for campaigns that name none."""
+    runtimes = training_runtimes(container_engine)
     return Capabilities(
+        runtimes=runtimes,
+        default_runtime=training_runtime or ("litert" if runtimes == ["litert"] else None),
         profile=profile,
         container_engine=container_engine,
         hostname=socket.gethostname(),
@@ -42,6 +47,17 @@ def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | N
         cpu_model=cpu_model(root),
         host_id=host_id(),
     )
+
+
+def training_runtimes(container_engine: str | None = None) -> list[str]:
+    """torch where it is installed (or a container engine runs the images that hold it),
+    litert where a LiteRT interpreter is (ai-edge-litert or tflite-runtime); nothing imported."""
+    out = []
+    if container_engine or package_version("torch"):
+        out.append("torch")
+    if package_version("ai-edge-litert") or package_version("tflite-runtime"):
+        out.append("litert")
+    return out
 
 
 def cpu_model(root: Path = Path("/")) -> str | None:

@@ -294,6 +294,10 @@ class Message(BaseModel):
     job_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
+#: What executes a reference: PyTorch, or the LiteRT interpreter on a .tflite model.
+TrainingRuntime = Literal["torch", "litert"]
+
+
 class Capabilities(BaseModel):
     """What a device is and can run, as the agent announces it."""
 
@@ -317,6 +321,12 @@ class Capabilities(BaseModel):
         "the processor's model name, e.g. 'Cortex-A76' or 'Intel(R) Xeon(R) ...'"))
     host_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$", description=(
         "a hash of the machine id: two agents with the same one share a host (and its power)"))
+    runtimes: list[TrainingRuntime] = Field(default_factory=list, max_length=2, description=(
+        "what can train here: torch (installed, or in the device's container images), litert "
+        "(a LiteRT interpreter is installed)"))
+    default_runtime: TrainingRuntime | None = Field(default=None, description=(
+        "what a campaign that names no --runtime uses here (the profile's training_runtime; "
+        "litert where only the interpreter is installed); None: torch"))
 
 
 class AgentStatus(Message):
@@ -385,7 +395,7 @@ class JobAssignment(Message):
                                           "natively (also on devices without an engine)")
     image_digest: str | None = Field(default=None, pattern=DIGEST_PATTERN, description=(
         "sha256 the image must have on the device (its image id or a registry digest)"))
-    runtime: Literal["torch", "litert"] = Field(default="torch", description=(
+    runtime: TrainingRuntime = Field(default="torch", description=(
         "torch: the PyTorch reference; litert: the LiteRT interpreter runs the model artifact "
         "model_sha256 (no torch on the device)"))
     model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description=(

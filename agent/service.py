@@ -205,9 +205,12 @@ class AgentService:
     # -- presence ----------------------------------------------------------------------------
     def _status(self, state: str, reason: str | None = None,
                 last_will: bool = False) -> AgentStatus:
+        profile = self.device.profile
         caps = presence.capabilities(
-            self.benchmarks, profile=self.device.profile.name if self.device.profile else None,
-            container_engine=self.device.engine) if state == "online" else None
+            self.benchmarks, profile=profile.name if profile else None,
+            container_engine=self.device.engine,
+            training_runtime=profile.training_runtime if profile else None) \
+            if state == "online" else None
         return AgentStatus(agent_id=self.agent_id, name=self.settings.name, state=state,
                            boot=self.boot, session=self.session, instance=self.instance,
                            last_will=last_will,

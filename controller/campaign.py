@@ -48,8 +48,11 @@ class CampaignRequest:
     division: str | None = None          # None: closed for full, open otherwise
     retries: int = 1                     # new attempts of a lost or infrastructure-failed run
     retry_anywhere: bool = False         # ... on any device of its profile, not only its own
-    runtime: str = "torch"               # litert: the LiteRT interpreter runs models[benchmark]
+    # torch, litert (the LiteRT interpreter runs models[benchmark]) or None: each device's own
+    # (its profile's training_runtime: a phone's is litert)
+    runtime: str | None = None
     models: dict[str, str] = field(default_factory=dict)   # benchmark -> artifact sha256
+    models_dir: Path | None = None       # where litert models are found (default: models build's)
 
     def __post_init__(self) -> None:
         if not self.benchmarks:
@@ -73,27 +76,87 @@ class CampaignRequest:
         self._check_runtime()
 
     def _check_runtime(self) -> None:
-        """A litert campaign names a model for each benchmark and no image (the interpreter
-        runs on the device itself)."""
+        """``--runtime litert`` runs every job in the interpreter: no image, and a model for
+        each benchmark (named, or found in the models folder). Without --runtime, the devices
+        decide (:meth:`runtimes_for`)."""
+        if self.runtime not in (None, "torch", "litert"):
+            raise CampaignError(f"--runtime {self.runtime!r}: use torch or litert")
+        if self.runtime == "torch" and self.models:
+            raise CampaignError("--model is for --runtime litert")
+        if self.runtime == "litert":
+            if self.images:
+                raise CampaignError("--image and --runtime litert exclude each other: the "
+                                    "interpreter runs on the device, not in a container")
+            self.models = self.litert_models(self.benchmarks, "--runtime litert")
+
+    def litert_models(self, benchmarks: list[str], why: str) -> dict[str, str]:
+        """A model for each of ``benchmarks``: the one --model named, else the newest in the
+        models folder built for this mode whose config fits this run; each checked against the
+        run's config. CampaignError in one line naming what is missing."""
         from references.litert import BENCHMARKS
 
-        if self.runtime not in ("torch", "litert"):
-            raise CampaignError(f"--runtime {self.runtime!r}: use torch or litert")
-        if self.runtime == "torch":
-            if self.models:
-                raise CampaignError("--model is for --runtime litert")
-            return
-        if self.images:
-            raise CampaignError("--image and --runtime litert exclude each other: the "
-                                "interpreter runs on the device, not in a container")
-        cannot = [b for b in self.benchmarks if b not in BENCHMARKS]
+        cannot = [b for b in benchmarks if b not in BENCHMARKS]
         if cannot:
-            raise CampaignError(f"{', '.join(cannot)} cannot run in the LiteRT interpreter yet "
-                                f"(it can: {', '.join(BENCHMARKS)})")
-        missing = [b for b in self.benchmarks if b not in self.models]
-        if missing:
-            raise CampaignError(f"--runtime litert needs a model for {', '.join(missing)}: "
-                                "--model HASH (see `mlperf-controller models list`)")
+            raise CampaignError(f"{why}: {', '.join(cannot)} cannot run in the LiteRT "
+                                f"interpreter yet (it can: {', '.join(BENCHMARKS)})")
+        models = dict(self.models)
+        for bench in benchmarks:
+            models[bench] = self._fitting_model(bench, models.get(bench), why)
+        return models
+
+    def _fitting_model(self, bench: str, sha: str | None, why: str) -> str:
+        from litert_models import artifacts
+        from litert_models.errors import ArtifactError
+        from references import registry
+        from references.common.errors import ReferenceError
+        from references.litert.run import backend_module
+
+        folder = self.models_dir or artifacts.default_folder()
+        cfg = registry.get(bench).make_config(self.mode, dict(self.params), self.division)
+        check = backend_module(bench).check_config
+        build = (f"mlperf-controller models build --runtime litert --benchmark {bench} --mode "
+                 f"{self.mode}" + "".join(f" --set {k}={v}" for k, v in self.params.items()))
+        if sha is not None:
+            try:
+                check(artifacts.load(folder, sha).label.as_dict(), cfg)
+            except (ArtifactError, ReferenceError) as exc:
+                raise CampaignError(f"--model {sha[:12]}: {exc}") from None
+            return sha
+        fitting = []
+        for artifact in artifacts.list_artifacts(folder):
+            if artifact.label.benchmark != bench or artifact.label.mode != self.mode:
+                continue
+            try:
+                check(artifact.label.as_dict(), cfg)
+            except ReferenceError:
+                continue
+            fitting.append(artifact)
+        if not fitting:
+            raise CampaignError(f"{why}: no {bench} model for {self.mode} runs with this config "
+                                f"in {folder}: build one ({build}) or name one with --model "
+                                "HASH")
+        newest = max(fitting, key=lambda a: a.label.created_at)
+        try:
+            return artifacts.load(folder, newest.sha256).sha256       # its bytes re-hashed
+        except ArtifactError as exc:
+            raise CampaignError(f"{why}: the {bench} model found: {exc}") from None
+
+    def runtimes_for(self, devices: list) -> dict[str, str]:
+        """Agent id -> the runtime its jobs use: --runtime for every device, else each device's
+        default (its profile's training_runtime, announced in its capabilities; torch when it
+        says none). Models are found here for the benchmarks a litert device will run."""
+        runtimes = {d.agent_id: self.runtime or (d.capabilities or {}).get("default_runtime")
+                    or "torch" for d in devices}
+        litert = sorted(d.name for d in devices if runtimes[d.agent_id] == "litert")
+        if litert and self.runtime is None:
+            why = (f"{', '.join(litert[:3])}{' ...' if len(litert) > 3 else ''} train"
+                   f"{'s' if len(litert) == 1 else ''} in the LiteRT interpreter (the device's "
+                   "profile; --runtime torch overrides it)")
+            self.models = self.litert_models(self.benchmarks, why)
+        elif not litert and self.models:
+            raise CampaignError("--model names LiteRT models, but none of these devices trains "
+                                "in the interpreter: add --runtime litert")
+        return runtimes
 
     def _check_references(self) -> None:
         """Refuse here, once, what every device would refuse per job: an unknown benchmark, a
@@ -153,14 +216,16 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
     else:
         service = ControllerService(settings, store)
     devices = fleet.select_devices(req.devices, store.devices(), req.benchmarks)
+    runtimes = req.runtimes_for(devices)
+    natively = [d for d in devices if runtimes[d.agent_id] != "litert"]
     if service is not None:
         service.start(connect_timeout_s)
     try:
         campaign = store.create_campaign(
             req.benchmarks, req.mode, req.runs, [d.agent_id for d in devices], req.devices,
             req.params, req.seed, req.max_steps, req.max_seconds,
-            images=fleet.images_for(devices, req.images), division=req.division,
-            retries=req.retries, retry_anywhere=req.retry_anywhere, runtime=req.runtime,
+            images=fleet.images_for(natively, req.images), division=req.division,
+            retries=req.retries, retry_anywhere=req.retry_anywhere, runtimes=runtimes,
             models=req.models)
         console.print(f"campaign [bold]{campaign.id}[/]: {', '.join(req.benchmarks)} "
                       f"({req.mode}) x {len(devices)} device(s) x {req.runs} run(s)")

@@ -115,10 +115,13 @@ def run(
         "--image", help="Run the jobs in this container image: REF for every device, or "
                         "PROFILE=REF per device profile (repeatable). Devices without an engine "
                         "or image run natively. See `mlperf-controller images --help`.")] = None,
-    runtime: Annotated[str, typer.Option(
-        "--runtime", help="torch (the PyTorch references) or litert: devices train the .tflite "
-                          "model named by --model in the LiteRT interpreter (no torch there; "
-                          "copy the models folder to each device's --models-dir).")] = "torch",
+    runtime: Annotated[Optional[str], typer.Option(
+        "--runtime", help="torch (the PyTorch references) or litert: devices train a .tflite "
+                          "model in the LiteRT interpreter (no torch there; copy the models "
+                          "folder to each device's --models-dir, or serve it). Default: each "
+                          "device's own -- litert on phones (profile android-phone), torch "
+                          "elsewhere. A litert job's model is --model's, else the newest one "
+                          "built for its benchmark, mode and --set.")] = None,
     model: Annotated[Optional[list[str]], typer.Option(
         "--model", help="litert: a model artifact by its hash (`models list`), one per "
                         "benchmark; its label says which benchmark it is for (repeatable).")
@@ -183,7 +186,8 @@ def run(
                           seed=seed, max_steps=max_steps, max_seconds=max_seconds,
                           images=parse_images(image), division=division, retries=retries,
                           retry_anywhere=retry_anywhere, runtime=runtime,
-                          models=models_by_benchmark(model or [], models_dir))
+                          models=models_by_benchmark(model or [], models_dir),
+                          models_dir=models_dir)
     try:
         campaign = run_campaign(settings, store, req, detach=detach, timeout_s=timeout_s,
                                 connect_timeout_s=connect_timeout_s,

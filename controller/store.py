@@ -175,14 +175,14 @@ class Store(DeviceRecords, AttemptRecords):
                         max_seconds: float | None = None,
                         images: dict[str, tuple[str, str]] | None = None,
                         division: str | None = None, retries: int = 1,
-                        retry_anywhere: bool = False, runtime: str = "torch",
+                        retry_anywhere: bool = False, runtimes: dict[str, str] | None = None,
                         models: dict[str, str] | None = None) -> Campaign:
         """Expand benchmarks x devices x runs into queued jobs, in dispatch order.
         ``images``: agent id -> (container image, its pinned sha256) its jobs run in
         (absent: natively). ``retries``: new attempts a lost or infrastructure-failed run gets
         (controller.attempts), on its own device or, ``retry_anywhere``, any of its profile.
-        ``runtime`` litert: every job runs in the interpreter, ``models`` (benchmark -> artifact
-        sha256) naming each benchmark's model."""
+        ``runtimes``: agent id -> torch (absent: torch) or litert: its jobs run in the
+        interpreter, on the model ``models`` (benchmark -> artifact sha256) names."""
         now = time.time()
         cid = time.strftime("c%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(2)
         campaign = Campaign(id=cid, created_at=now, benchmarks=benchmarks, mode=mode, runs=runs,
@@ -196,12 +196,14 @@ class Store(DeviceRecords, AttemptRecords):
                     for agent_id in agent_ids:
                         n += 1
                         image, digest = (images or {}).get(agent_id, (None, None))
+                        runtime = (runtimes or {}).get(agent_id, "torch")
+                        model = (models or {}).get(bench) if runtime == "litert" else None
                         s.add(Job(id=f"{cid}-{n:04d}", campaign_id=cid, agent_id=agent_id,
                                   benchmark=bench, mode=mode, run_index=run,
                                   seed=seed_base + run - 1, params=params, max_steps=max_steps,
                                   max_seconds=max_seconds, state=JobState.QUEUED.value,
                                   image=image, image_digest=digest, division=division,
-                                  runtime=runtime, model_sha256=(models or {}).get(bench),
+                                  runtime=runtime, model_sha256=model,
                                   log_lines=0, attempt=1, superseded=False, state_since=now,
                                   created_at=now + n * 1e-6, updated_at=now))
         return campaign

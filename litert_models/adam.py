@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from litert_models.ncf_state import ADAM_STEP, state_names
+from litert_models.state_module import StateModule
 
 
 def one_minus_pow(beta: float, t: tf.Tensor) -> tf.Tensor:
@@ -31,7 +32,7 @@ def one_minus_pow(beta: float, t: tf.Tensor) -> tf.Tensor:
     return tf.where(x > -0.5, -xs * s, 1.0 - tf.exp(x))
 
 
-class AdamModule(tf.Module):
+class AdamModule(StateModule):
     """A tf.Module whose plain tf.Variables train by torch.optim.Adam (amsgrad off, no weight
     decay), with its whole state in ``self.state`` in save()'s order."""
 
@@ -61,26 +62,3 @@ class AdamModule(tf.Module):
             m = self.adam_m[k].assign(self.beta1 * self.adam_m[k] + (1.0 - self.beta1) * g)
             v = self.adam_v[k].assign(self.beta2 * self.adam_v[k] + (1.0 - self.beta2) * g * g)
             self.params[k].assign_sub(step_size * m / (tf.sqrt(v) / bc2_sqrt + self.eps))
-
-    def signatures_with_state(self, train: tf.types.experimental.PolymorphicFunction,
-                              infer: tf.types.experimental.PolymorphicFunction
-                              ) -> dict[str, tf.types.experimental.ConcreteFunction]:
-        """``train`` and ``infer`` (tf.functions with their input signatures) with ``save``
-        (every state tensor out) and ``restore`` (every state tensor in)."""
-        def save():
-            return {k: tf.identity(v) for k, v in self.state.items()}
-
-        def restore(values):
-            for k, v in self.state.items():
-                v.assign(values[k])
-            return {"ok": tf.constant(1.0)}
-
-        restore = tf.function(restore, input_signature=[
-            {k: tf.TensorSpec(v.shape, tf.float32, name=k) for k, v in self.state.items()}])
-        # Kept on the module so tf.saved_model.save tracks them.
-        self._train_fn, self._infer_fn = train, infer
-        self._save_fn, self._restore_fn = tf.function(save, input_signature=[]), restore
-        return {"train": train.get_concrete_function(),
-                "infer": infer.get_concrete_function(),
-                "save": self._save_fn.get_concrete_function(),
-                "restore": restore.get_concrete_function()}

@@ -1,8 +1,8 @@
 """Build a benchmark's model for the LiteRT interpreter and store it as an artifact.
 Workstation side: TensorFlow is imported only when a model is built.
 
-``build("ncf", "smoke", {}, None, folder)`` (or "sentiment") resolves the reference's config
-(same presets, overrides and checks as a run), reads the data's sizes with the reference's own
+``build("ncf", "smoke", {}, None, folder)`` (or "sentiment", "resnet") resolves the reference's
+config (same presets, overrides and checks as a run), reads the data's sizes with the reference's own
 data code (smoke: the synthetic data it generates from data_seed, sentiment's from seed 0),
 draws the reference's initialisation with numpy, converts to builtins-only .tflite and writes
 ``<sha256>.tflite`` + its label.
@@ -16,12 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from litert_models import artifacts, ncf_state, sentiment_state
+from litert_models import artifacts, ncf_state, resnet_state, sentiment_state
 from litert_models.artifacts import Artifact
 from litert_models.errors import BuildError
 
-#: Benchmarks whose model builds now, and those that will (issue 14).
-PLANNED = ("resnet",)
+#: Benchmarks whose model cannot train in the interpreter yet.
+PLANNED: tuple[str, ...] = ()
 INSTALL_HINT = "pip install 'mlperf-edge[litert-build]'"
 
 
@@ -111,8 +111,43 @@ def build_sentiment(cfg, mode: str, data_dir: Path | None,
         "param_names": list(init)}
 
 
+def build_resnet(cfg, mode: str, data_dir: Path | None,
+                 say: Callable[[str], None]) -> tuple[bytes, dict[str, Any]]:
+    """ResNet v1.5 of the config's arch and width, its classifier sized by the data's classes
+    (the ImageNet folders' train/<wnid> count, read with the reference's own scan; smoke: the
+    synthetic classes); returns the .tflite and its label fields."""
+    from references.common.config import config_dict
+    from references.common.errors import ReferenceError
+    from references.resnet import data as rdata
+    from references.resnet.config import describe
+
+    try:
+        rdata.check_data_dir(cfg, data_dir)
+        classes = (cfg.synthetic_classes if cfg.dataset == "synthetic"
+                   else len(rdata.scan(data_dir)[0]))
+    except ReferenceError as exc:
+        raise BuildError(str(exc)) from None
+    tf = import_tensorflow()
+    from litert_models.convert import convert_module
+    from litert_models.resnet import ResNet
+
+    say(f"resnet: {describe(cfg.arch, cfg.base_width)}, {classes:,} classes, "
+        f"{cfg.image_size}x{cfg.image_size} images; converting (batch {cfg.batch_size})")
+    init = resnet_state.initial_params(cfg, classes)
+    with tf.device("/CPU:0"):
+        model = ResNet(cfg, classes, init)
+        signatures = model.signatures()
+        content = convert_module(model, signatures)
+    from litert_models.flatbuffer import describe as describe_model
+
+    return content, {
+        "config": config_dict(cfg), "sizes": {"classes": classes},
+        "batch_size": cfg.batch_size, "signatures": describe_model(content).signatures,
+        "param_names": list(resnet_state.param_shapes(cfg, classes))}
+
+
 BUILDERS: dict[str, Callable[..., tuple[bytes, dict[str, Any]]]] = {
-    "ncf": build_ncf, "sentiment": build_sentiment}
+    "ncf": build_ncf, "sentiment": build_sentiment, "resnet": build_resnet}
 
 
 def import_tensorflow():

@@ -70,6 +70,9 @@ class DeviceProfile(_Strict):
     match: MatchRules = Field(default_factory=MatchRules)
     platform: Platform
     runtime: Runtime
+    training_runtime: Literal["torch", "litert"] | None = Field(default=None, description=(
+        "what trains here when a campaign names no --runtime: litert on phones (the LiteRT "
+        "interpreter, no torch); default torch where torch is installed"))
     container: ContainerSpec = Field(default_factory=ContainerSpec)
     power: PowerConfig = Field(default_factory=PowerConfig)
     benchmarks: dict[str, BenchmarkDefaults] = Field(default_factory=dict)

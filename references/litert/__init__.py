@@ -10,4 +10,4 @@ tflite-runtime): `pip install 'mlperf-edge[phone]'`; never torch or tensorflow.
 """
 
 #: The references that can run in the interpreter so far.
-BENCHMARKS = ("ncf", "sentiment")
+BENCHMARKS = ("ncf", "sentiment", "resnet")

@@ -8,7 +8,8 @@ The contract litert_models/ builds to (signature -> inputs -> outputs), e.g. NCF
     restore  every state tensor by name                      -> ok float32[]
 
 and sentiment's: train(tokens int32[B, T], lengths int32[B], labels int32[B], weights
-float32[B]) and infer(tokens int32[n, T], lengths int32[n]) -> logits float32[n, 2]. Every
+float32[B]) and infer(tokens int32[n, T], lengths int32[n]) -> logits float32[n, 2]; ResNet's
+train(images float32[B, 3, S, S], labels int32[B], weights float32[B], lr float32[]). Every
 train signature has ``weights``; its other inputs are the batch. B is fixed in the model (a
 dynamic batch needs Flex ops, which device runtimes refuse): a short batch is padded with
 weight-0 rows, which the loss ignores. Checkpoints are files the host writes from ``save``'s
@@ -94,8 +95,11 @@ class TrainingModel:
     def train_batch(self, **batch: np.ndarray) -> float:
         """One optimizer step on the batch (every train input but ``weights``, by name, the
         same number of rows each), padded with zero rows of weight 0 to the model's batch
-        size and cast to the signature's dtypes; the batch's mean loss."""
-        n, b = len(next(iter(batch.values()))), self.batch_size
+        size and cast to the signature's dtypes; the batch's mean loss. An input the signature
+        declares as a scalar (ResNet's ``lr``) is passed as it is."""
+        b = self.batch_size
+        rows = [len(v) for k, v in batch.items() if len(self._train_inputs[k]["shape"])]
+        n = rows[0] if rows else b
         if n > b:
             raise ValueError(f"batch of {n} > the model's {b}")
         weights = np.ones(b, np.float32)
@@ -103,7 +107,7 @@ class TrainingModel:
         args = {"weights": weights}
         for name, value in batch.items():
             value = np.asarray(value, dtype=self._train_inputs[name]["dtype"])
-            if n < b:
+            if n < b and value.ndim:
                 value = np.pad(value, [(0, b - n)] + [(0, 0)] * (value.ndim - 1))
             args[name] = value
         return float(self._run["train"](**args)["loss"])

@@ -38,7 +38,7 @@ def main(benchmark: str, cfg: Any, *, mode: str, data_dir: Path | None, out_dir:
         raise ConfigError(f"model {artifact.sha256[:12]} is a {artifact.label.benchmark} model, "
                           f"not {benchmark}")
     label = artifact.label.as_dict()
-    backend, loop = _modules(benchmark)
+    backend, loop = backend_module(benchmark), run_module(benchmark)
     backend.check_config(label, cfg)
     threads = getattr(cfg, "threads", 0) or available_cpus()
     interpreter = TrainingModel(artifact.content, str(artifact.path), threads)
@@ -64,15 +64,17 @@ def main(benchmark: str, cfg: Any, *, mode: str, data_dir: Path | None, out_dir:
         log.close()
 
 
-def _modules(benchmark: str):
-    """(the interpreter backend module, the reference's run module) of ``benchmark``: each
-    backend module has check_config(label, cfg) and make_backend(model, label, cfg, seed,
-    data, description); each run module run(cfg, mode, division, data_dir, out_dir, seed,
+def backend_module(benchmark: str):
+    """The interpreter backend of ``benchmark``: check_config(label, cfg) and
+    make_backend(model, label, cfg, seed, data, description)."""
+    from importlib import import_module
+
+    return import_module(f"references.litert.{benchmark}")
+
+
+def run_module(benchmark: str):
+    """The reference's runtime-agnostic run: run(cfg, mode, division, data_dir, out_dir, seed,
     platform, log, timed, make_backend)."""
-    if benchmark == "ncf":
-        from references.litert import ncf as backend
-        from references.ncf import loop
-    else:
-        from references.litert import sentiment as backend
-        from references.sentiment import loop
-    return backend, loop
+    from importlib import import_module
+
+    return import_module(f"references.{benchmark}.loop")

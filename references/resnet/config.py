@@ -21,6 +21,12 @@ from references.common.errors import ConfigError
 ARCHS = {"resnet50": (3, 4, 6, 3), "resnet26": (2, 2, 2, 2), "resnet14": (1, 1, 1, 1)}
 
 
+def describe(arch: str, base_width: int) -> str:
+    """'ResNet-50 v1.5', or e.g. 'ResNet-14 v1.5 (base width 8; the reference has 64)'."""
+    name = f"ResNet-{2 + 3 * sum(ARCHS[arch])} v1.5"
+    return name if base_width == 64 else f"{name} (base width {base_width}; the reference has 64)"
+
+
 @dataclass(frozen=True)
 class ResnetConfig:
     # The v0.5/v0.6 rules let a closed submission choose these (compliance resnet.yaml logs

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,26 +240,80 @@ def collate(items):
     return images, torch.tensor([x[1] for x in items], dtype=torch.int64)
 
 
+# -- batches as numpy arrays (the interpreter's path; torch's is a DataLoader over ImageDataset) --
+
+def decode_workers(cfg) -> int:
+    """Decoding threads or processes: the config's, or one per spare CPU (at least one)."""
+    from references.common.runtime import available_cpus
+
+    return cfg.workers if cfg.workers >= 0 else max(1, min(8, available_cpus() - 1))
+
+
+def array_batches(dataset: ImageDataset, batch_size: int, order: np.ndarray | None,
+                  threads: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images float32 [n, 3, S, S], labels int64 [n]) batches of ``dataset`` in ``order``
+    (None: file order), decoded by ``threads`` threads (Pillow releases the GIL while it
+    decodes and resizes) one batch ahead of the consumer, so at most two batches are in memory.
+    Skipped (unreadable, skip_bad_images) images leave their batch shorter; a batch left empty
+    is dropped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    indices = np.arange(len(dataset)) if order is None else np.asarray(order)
+    chunks = [indices[lo:lo + batch_size] for lo in range(0, len(indices), batch_size)]
+
+    def batch(chunk: np.ndarray):
+        return list(pool.map(dataset.__getitem__, chunk.tolist()))
+
+    with ThreadPoolExecutor(max(1, threads)) as pool, ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(batch, chunks[0]) if chunks else None
+        for k in range(len(chunks)):
+            items = pending.result()
+            pending = ahead.submit(batch, chunks[k + 1]) if k + 1 < len(chunks) else None
+            items = [x for x in items if x is not None]
+            if items:
+                yield (np.stack([x[0] for x in items]),
+                       np.asarray([x[1] for x in items], dtype=np.int64))
+
+
 # -- synthetic data for smoke runs -------------------------------------------------------------
 
-def synthetic(cfg, seed: int, say: Callable[[str], None] = lambda s: None):
-    """(train_images, train_labels, val_images, val_labels) tensors: unit Gaussian noise plus,
-    per class, a fixed random 4x4 pattern upsampled to the image size times
-    ``synthetic_signal``. A classifier must find the pattern under the noise (chance is
-    1 / classes). The patterns are drawn from seed 0, so every run learns the same task."""
-    import torch
+def upsample_bilinear(x: np.ndarray, size: int) -> np.ndarray:
+    """[..., h, w] -> [..., size, size], bilinear with half-pixel centres
+    (torch.nn.functional.interpolate(mode="bilinear", align_corners=False))."""
+    def weights(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(size) + 0.5) * n_in / size - 0.5, 0.0)
+        lo = np.minimum(np.floor(src).astype(int), n_in - 1)
+        return lo, np.minimum(lo + 1, n_in - 1), src - lo
 
+    (r0, r1, fr), (c0, c1, fc) = weights(x.shape[-2]), weights(x.shape[-1])
+    rows = x[..., r0, :] * (1 - fr)[:, None] + x[..., r1, :] * fr[:, None]
+    return rows[..., c0] * (1 - fc) + rows[..., c1] * fc
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """Planted-class images as numpy arrays (float32 [n, 3, S, S], labels int64 [n])."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+
+
+def synthetic(cfg, seed: int) -> Synthetic:
+    """Unit Gaussian noise plus, per class, a fixed random 4x4 pattern upsampled to the image
+    size times ``synthetic_signal``. A classifier must find the pattern under the noise (chance
+    is 1 / classes). The patterns are drawn from seed 0, so every run learns the same task; the
+    images from ``seed``. numpy only: every runtime trains on the same arrays."""
     size, k = cfg.image_size, cfg.synthetic_classes
-    patterns = torch.randn(k, 3, 4, 4, generator=torch.Generator().manual_seed(0))
-    patterns = torch.nn.functional.interpolate(patterns, size=(size, size), mode="bilinear",
-                                               align_corners=False)
-    gen = torch.Generator().manual_seed(seed)
+    patterns = upsample_bilinear(np.random.default_rng(0).standard_normal((k, 3, 4, 4)), size)
+    rng = np.random.default_rng(seed)
 
-    def draw(n: int):
-        labels = torch.randint(0, k, (n,), generator=gen)
-        noise = torch.randn(n, 3, size, size, generator=gen)
-        return noise + cfg.synthetic_signal * patterns[labels], labels
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, k, n)
+        noise = rng.standard_normal((n, 3, size, size))
+        return (noise + cfg.synthetic_signal * patterns[labels]).astype(np.float32), labels
 
     xt, yt = draw(cfg.synthetic_train_images)
     xv, yv = draw(cfg.synthetic_val_images)
-    return xt, yt, xv, yv
+    return Synthetic(xt, yt, xv, yv)

@@ -33,7 +33,7 @@ def init_conv_(weight: torch.Tensor) -> torch.Tensor:
     std = math.sqrt(1.0 / fan_in) / TRUNCATED_STD
     return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
-from references.resnet.config import ARCHS
+from references.resnet.config import ARCHS, describe
 
 EXPANSION = 4                              # a bottleneck's output is 4x its inner width
 
@@ -100,8 +100,5 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
     def describe(self) -> str:
-        """'ResNet-50 v1.5', or e.g. 'ResNet-14 v1.5 (base width 8; ResNet-50 has 64)'."""
-        depth = 2 + 3 * sum(ARCHS[self.arch])
-        name = f"ResNet-{depth} v1.5"
-        return name if self.base_width == 64 else f"{name} (base width {self.base_width}; " \
-                                                  "the reference has 64)"
+        """'ResNet-50 v1.5', or e.g. 'ResNet-14 v1.5 (base width 8; the reference has 64)'."""
+        return describe(self.arch, self.base_width)

@@ -1,54 +1,31 @@
-"""Train ResNet until top-1 reaches the target, as the MLPerf v0.5 reference does: SGD with
-momentum, 5 warmup epochs then step decay, evaluation on the whole validation set every
-``epochs_per_eval`` epochs, stop at the first evaluation that meets the target.
+"""ResNet in PyTorch: the model and its SGD for references/resnet/loop.py, which runs the v0.5
+reference's training (schedule, evaluation, timed window, MLLOG) whatever executes the model.
 
-The timed window (run_start -> run_stop) holds the epochs: decoding and augmenting the training
-images is inside it, as in the reference's input pipeline; scanning the folders and building
-the model happen before it (init).
+Synthetic data is fed from the loop's numpy arrays; ImageNet folders through a DataLoader whose
+worker processes decode and augment (rdata.ImageDataset, the reference's transforms).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
 import os
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import torch
 import torch.nn as nn
-from mlperf_logging.mllog import constants as C
 
-from references.common import datasets, runtime
 from references.common.errors import one_line_from_workers
-from references.common.harness import (
-    TimedRun,
-    finish_run,
-    log_cache_clear,
-    projection_for,
-    run_reference,
-    say,
-)
-from references.common.loop import Bounds, train_epochs
-from references.common.mllogging import EdgeKeys, MLLog
-from references.common.targets import target_for
+from references.common.runtime import available_cpus
+from references.common.harness import TimedRun, run_reference, say
+from references.common.mllogging import MLLog
 from references.resnet import data as rdata
+from references.resnet import loop
 from references.resnet.config import ResnetConfig
+from references.resnet.loop import BENCHMARK, lr_at  # noqa: F401  (lr_at: the schedule)
 from references.resnet.model import ResNet
-
-BENCHMARK = "resnet"
-
-
-def lr_at(step: int, cfg: ResnetConfig, steps_per_epoch: int) -> float:
-    """The reference's schedule: base_lr x batch/256, reached linearly over warmup_epochs, then
-    x0.1 at each boundary epoch (learning_rate_with_decay in resnet_run_loop.py)."""
-    peak = cfg.base_learning_rate * cfg.batch_size / 256
-    warmup_steps = int(steps_per_epoch * cfg.warmup_epochs)
-    if step < warmup_steps:
-        return peak * step / warmup_steps
-    epoch = step / steps_per_epoch
-    return peak * 0.1 ** sum(epoch >= b for b in cfg.decay_boundary_epochs)
 
 
 def make_optimizer(model: nn.Module, cfg: ResnetConfig) -> torch.optim.SGD:
@@ -86,125 +63,74 @@ def main(cfg: ResnetConfig, *, mode: str, data_dir: Path | None, out_dir: Path, 
                          mllog_stream=mllog_stream, division=division)
 
 
-def _loaders(cfg: ResnetConfig, data_dir: Path | None, seed: int):
-    """(train batches(epoch), val batches(), n_train, n_val, classes, verdict, files): the
-    verdict says what the folders hold, by their counts (references/common/datasets.py)."""
-    if cfg.dataset == "synthetic":
-        xt, yt, xv, yv = rdata.synthetic(cfg, seed)
-        gen = torch.Generator().manual_seed(seed)
+class TorchBackend:
+    """ResNet and its SGD in PyTorch (loop.Backend)."""
 
-        def train(epoch: int):
-            order = torch.randperm(len(yt), generator=gen)
-            for lo in range(0, len(order), cfg.batch_size):
-                idx = order[lo:lo + cfg.batch_size]
-                yield xt[idx], yt[idx]
+    def __init__(self, cfg: ResnetConfig, data: loop.Data, device: str, threads: int,
+                 seed: int) -> None:
+        self.cfg, self.device = cfg, device
+        self.model = ResNet(cfg.arch, data.classes, cfg.base_width).to(device)
+        if device == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.model_name = self.model.describe()
+        self.description = f"{threads} thread(s) on {device}"
+        self.rng = np.random.default_rng(seed)
+        self.loaders = None if data.train_set is None else _loaders(cfg, data, seed)
 
-        def val():
-            for lo in range(0, len(yv), 256):
-                yield xv[lo:lo + 256], yv[lo:lo + 256]
+    def train_batches(self, data: loop.Data, epoch: int):
+        if self.loaders is None:
+            order = self.rng.permutation(data.n_train)
+            return ((torch.from_numpy(x), torch.from_numpy(y))
+                    for x, y in data.synthetic_batches(self.cfg.batch_size, order))
+        data.train_set.epoch = epoch           # a fresh augmentation stream per epoch
+        return (b for b in one_line_from_workers(self.loaders[0]) if b is not None)
 
-        return (train, val, len(yt), len(yv), cfg.synthetic_classes,
-                datasets.synthetic(f"synthetic ({cfg.synthetic_classes} planted classes)"), None)
+    def train_step(self, batch, lr: float) -> torch.Tensor:
+        images, labels = batch
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = images.to(self.device, non_blocking=True)
+        if self.device == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = self.loss_fn(self.model(images), labels.to(self.device, non_blocking=True))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
-    wnids, train_split, val_split = rdata.scan(data_dir)
-    # Counted from the file lists the scan made anyway: nothing more is read.
-    verdict = datasets.identify(
-        BENCHMARK, "imagenet", {"train images": len(train_split), "classes": len(wnids),
-                                "val images": len(val_split)},
-        where=f"ILSVRC-style folders in {Path(data_dir).name}/")
-    workers = cfg.workers if cfg.workers >= 0 else max(0, min(8, runtime.available_cpus() - 1))
-    train_set = rdata.ImageDataset(train_split, True, cfg, seed)
-    val_set = rdata.ImageDataset(val_split, False, cfg, seed)
+    def top1(self, data: loop.Data) -> float:
+        if self.loaders is None:
+            batches = ((torch.from_numpy(x), torch.from_numpy(y)) for x, y in
+                       data.synthetic_batches(loop.EVAL_BATCH, None, train=False))
+        else:
+            batches = one_line_from_workers(self.loaders[1])
+        return top1(self.model, batches, self.device)
+
+    def after_run(self, out_dir: Path) -> None:
+        if self.cfg.save_checkpoint:
+            save_checkpoint(self.model, out_dir / CHECKPOINT)
+
+
+def _loaders(cfg: ResnetConfig, data: loop.Data, seed: int):
+    """(train, val) DataLoaders over the folders' datasets, decoding in worker processes."""
+    workers = cfg.workers if cfg.workers >= 0 else max(0, min(8, available_cpus() - 1))
     gen = torch.Generator().manual_seed(seed)
     common = dict(collate_fn=rdata.collate, num_workers=workers,
                   persistent_workers=False, pin_memory=False)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size,
-                                               shuffle=True, generator=gen, **common)
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=cfg.batch_size, **common)
-
-    def train(epoch: int):
-        train_set.epoch = epoch          # a fresh augmentation stream per epoch
-        return (b for b in one_line_from_workers(train_loader) if b is not None)
-
-    files = train_split.files + val_split.files
-    return (train, lambda: one_line_from_workers(val_loader), len(train_split),
-            len(val_split), len(wnids), verdict, files)
+    train = torch.utils.data.DataLoader(data.train_set, batch_size=cfg.batch_size,
+                                        shuffle=True, generator=gen, **common)
+    val = torch.utils.data.DataLoader(data.val_set, batch_size=cfg.batch_size, **common)
+    return train, val
 
 
 def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, out_dir: Path,
            seed: int, platform: str, threads: int, device: str, log: MLLog,
            run: TimedRun) -> int:
-    target = target_for(BENCHMARK, mode)
     torch.manual_seed(seed)
-    # Scanning the folders is cheap and names a wrong one before the MLPerf init.
-    train_batches, val_batches, n_train, n_val, classes, verdict, files = \
-        _loaders(cfg, data_dir, seed)
-    datasets.require_mlperf(verdict, BENCHMARK, mode, division)
-
-    # -- init: untimed ------------------------------------------------------------------------
-    log_cache_clear(log, files)
-    log.start(C.INIT_START)
-    log.submission(BENCHMARK, mode, platform, division)
-    log.event(C.SEED, seed)
-    model = ResNet(cfg.arch, classes, cfg.base_width).to(device)
-    if device == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-    _log_hyperparameters(log, cfg, model, n_train, n_val)
-    say(f"resnet {mode} ({division} division): {model.describe()}, {classes} classes, "
-        f"{n_train:,} training / {n_val:,} validation images ({verdict.label}), "
-        f"{steps_per_epoch:,} steps of {cfg.batch_size} per epoch; target {target.metric} "
-        f">= {target.value}; {threads} thread(s) on {device}")
-    if mode == "full" and not verdict.is_mlperf:
-        say("note: the MLPerf target is defined on ImageNet; this run is not comparable")
-    log.end(C.INIT_STOP)
-
-    # -- the timed window ---------------------------------------------------------------------
-    run_start_ms = run.start()
-    step_count = [0]
-
-    def step(batch) -> torch.Tensor:
-        images, labels = batch
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step_count[0], cfg, steps_per_epoch)
-        images = images.to(device, non_blocking=True)
-        if device == "cpu":
-            images = images.contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(model(images), labels.to(device, non_blocking=True))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step_count[0] += 1
-        return loss.detach()
-
-    bounds = Bounds(cfg.max_epochs, cfg.max_steps, cfg.max_seconds, cfg.epochs_per_eval)
-    out = train_epochs(log, bounds, target, batches=train_batches, step=step,
-                       batch_size_of=lambda b: len(b[1]),
-                       evaluate=lambda: top1(model, val_batches(), device),
-                       steps_per_epoch=steps_per_epoch, metric=target.metric)
-    run_stop_ms = run.stop(C.SUCCESS if out.success else C.ABORTED)
-    if cfg.save_checkpoint:
-        save_checkpoint(model, Path(out_dir) / CHECKPOINT)
-
-    # -- report -------------------------------------------------------------------------------
-    epoch_time_s = out.epoch_time_s(steps_per_epoch)
-    basis = (f"{cfg.epochs_to_converge:g} epochs (the v0.5 reference's schedule, "
-             "imagenet_main.py train_epochs=90: an upper bound, no convergence epoch is "
-             "published) x measured training epoch time; evaluation time excluded")
-    if cfg.arch != "resnet50":
-        basis += f"; the epoch count is for ResNet-50 on ImageNet, this run: {model.describe()}"
-    return finish_run(
-        out_dir, benchmark=BENCHMARK, mode=mode, division=division, target=target,
-        quality=out.quality,
-        success=out.success, epochs=out.epochs, samples=out.samples,
-        timed_window_s=(run_stop_ms - run_start_ms) / 1000.0, throughput=out.throughput(),
-        epoch_time_s=epoch_time_s,
-        projection=projection_for(mode, verdict, cfg.epochs_to_converge,
-                                  ResnetConfig.epochs_to_converge, epoch_time_s, basis),
-        stop_reason=out.stop_reason, dataset=verdict.label, cfg=cfg, seed=seed,
-        platform=platform)
+    return loop.run(cfg, mode, division, data_dir, out_dir, seed, platform, log, run,
+                    lambda data: TorchBackend(cfg, data, device, threads, seed))
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -224,20 +150,3 @@ def save_checkpoint(model: ResNet, path: Path) -> str:
     say(f"checkpoint: {path} ({len(data) / 1e6:.1f} MB, sha256 {digest}); a Mask R-CNN run "
         f"starts from it with --set backbone_checkpoint=PATH")
     return digest
-
-
-def _log_hyperparameters(log: MLLog, cfg: ResnetConfig, model: ResNet, n_train: int,
-                         n_val: int) -> None:
-    # The keys the MLPerf 0.6.0 resnet.yaml rules require, and the reference's others.
-    log.event(EdgeKeys.MODEL_NAME, model.describe())
-    log.event(C.GLOBAL_BATCH_SIZE, cfg.batch_size)
-    log.event(C.OPT_NAME, C.SGD)
-    log.event(C.OPT_BASE_LR, cfg.base_learning_rate * cfg.batch_size / 256)
-    log.event(C.OPT_LR_WARMUP_EPOCHS, cfg.warmup_epochs)
-    log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, list(cfg.decay_boundary_epochs))
-    log.event(C.OPT_WEIGHT_DECAY, cfg.weight_decay)
-    log.event(EdgeKeys.SGD_MOMENTUM, cfg.momentum)
-    log.event(EdgeKeys.LABEL_SMOOTHING, cfg.label_smoothing)
-    log.event(C.MODEL_BN_SPAN, cfg.batch_size)     # one process: BN statistics span the batch
-    log.event(C.TRAIN_SAMPLES, n_train)
-    log.event(C.EVAL_SAMPLES, n_val)

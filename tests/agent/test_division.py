@@ -70,8 +70,8 @@ def test_a_litert_job_names_its_model_by_hash_and_runs_without_an_image():
                            ({"runtime": "litert", "model_sha256": "../../etc"}, "pattern")):
         with pytest.raises(ValueError, match=complaint):
             job(benchmark="ncf", mode="smoke", **bad)
-    with pytest.raises(JobError, match="resnet cannot run in the LiteRT interpreter yet"):
-        validate(job(benchmark="resnet", mode="smoke", runtime="litert", model_sha256=sha))
+    with pytest.raises(JobError, match="minigo cannot run in the LiteRT interpreter yet"):
+        validate(job(benchmark="minigo", mode="smoke", runtime="litert", model_sha256=sha))
 
 
 def test_a_litert_job_reaches_the_reference_command_line():

@@ -82,3 +82,19 @@ def sentiment_artifact(sentiment_built_by_cli) -> artifacts.Artifact:
     """The smoke sentiment model, loaded from its folder (hash checked)."""
     folder, done = sentiment_built_by_cli
     return artifacts.load(folder, done.stdout.split()[0])
+
+
+@pytest.fixture(scope="session")
+def resnet_built_by_cli(tmp_path_factory) -> tuple[object, subprocess.CompletedProcess]:
+    """(folder, the finished `models build --benchmark resnet --mode smoke` process)."""
+    folder = tmp_path_factory.mktemp("resnet-models")
+    done = cli("mlperf-controller", "models", "build", "--runtime", "litert", "--benchmark",
+               "resnet", "--mode", "smoke", "--out", str(folder), check=True)
+    return folder, done
+
+
+@pytest.fixture(scope="session")
+def resnet_artifact(resnet_built_by_cli) -> artifacts.Artifact:
+    """The smoke ResNet-14 (base width 8, 4 classes, 32x32, batch 32), loaded (hash checked)."""
+    folder, done = resnet_built_by_cli
+    return artifacts.load(folder, done.stdout.split()[0])

@@ -2,8 +2,8 @@
 jobs over Mosquitto, a real `mlperf-agent start` with the artifact sideloaded in its
 --models-dir trains NCF in the interpreter to the smoke target, and the stored row says which
 runtime and model ran. A device without the model fails the job in one line naming it; the
-controller refuses a litert campaign without a model, with an image, for a reference the
-interpreter cannot run, or naming a model whose bytes do not match its hash."""
+controller refuses a litert campaign without a model that fits its config, with an image, for a
+reference the interpreter cannot run, or naming a model whose bytes do not match its hash."""
 
 from __future__ import annotations
 
@@ -64,12 +64,15 @@ def test_a_litert_campaign_trains_in_the_interpreter_on_the_device(
 
 
 @pytest.mark.parametrize("args, complaint", [
-    (["--runtime", "litert"], "--runtime litert needs a model for ncf: --model HASH"),
+    (["--runtime", "litert", "--set", "learning_rate=0.5"],
+     "--runtime litert: no ncf model for smoke runs with this config in"),
+    (["--runtime", "litert", "--model", "MODEL", "--set", "learning_rate=0.5"],
+     "the model artifact was built with learning_rate="),
     (["--runtime", "litert", "--model", "MODEL", "--image", "lab/x:1"],
      "--image and --runtime litert exclude each other"),
-    (["--model", "MODEL"], "--model is for --runtime litert"),
-    (["--runtime", "litert", "--model", "MODEL", "--benchmarks", "resnet"],
-     "resnet cannot run in the LiteRT interpreter yet"),
+    (["--runtime", "torch", "--model", "MODEL"], "--model is for --runtime litert"),
+    (["--runtime", "litert", "--model", "MODEL", "--benchmarks", "minigo"],
+     "minigo cannot run in the LiteRT interpreter yet"),
     (["--runtime", "litert", "--model", "TAMPERED"], "expected"),
 ])
 def test_a_litert_campaign_that_cannot_run_is_one_line(mosquitto, built_by_cli, ncf_artifact,
@@ -166,3 +169,48 @@ def test_a_models_url_that_is_not_http_is_refused_at_start(tmp_path):
                "--work-dir", str(tmp_path), "--models-url", "file:///etc", timeout=60)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "expected http(s)://HOST:PORT" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_each_device_trains_in_its_own_runtime_unless_the_campaign_says(built_by_cli,
+                                                                       ncf_artifact):
+    """No --runtime: a device announcing default_runtime litert (a phone's profile) gets litert
+    jobs with the newest model built for the benchmark and mode; the rest torch. --runtime
+    torch overrides. A benchmark the interpreter cannot run on such a device is one line."""
+    from types import SimpleNamespace
+
+    from controller.campaign import CampaignRequest
+    from controller.errors import CampaignError
+
+    folder, _ = built_by_cli
+    phone = SimpleNamespace(agent_id="a1", name="pixel",
+                            capabilities={"profile": "android-phone", "default_runtime": "litert"})
+    pi = SimpleNamespace(agent_id="a2", name="pi", capabilities={"profile": "raspberry-pi-5"})
+    req = CampaignRequest(benchmarks=["ncf"], mode="smoke", models_dir=folder)
+    assert req.runtimes_for([phone, pi]) == {"a1": "litert", "a2": "torch"}
+    assert req.models == {"ncf": ncf_artifact.sha256}
+    forced = CampaignRequest(benchmarks=["ncf"], mode="smoke", runtime="torch")
+    assert forced.runtimes_for([phone, pi]) == {"a1": "torch", "a2": "torch"}
+    assert not forced.models
+    assert CampaignRequest(benchmarks=["ncf"], mode="smoke").runtimes_for([pi]) == {"a2": "torch"}
+    with pytest.raises(CampaignError, match=r"pixel trains in the LiteRT interpreter \(the "
+                                            r"device's profile.*minigo cannot run in the LiteRT"):
+        CampaignRequest(benchmarks=["minigo"], mode="smoke", models_dir=folder).runtimes_for(
+            [phone, pi])
+    with pytest.raises(CampaignError, match="no ncf model for smoke runs with this config"):
+        CampaignRequest(benchmarks=["ncf"], mode="smoke", params={"factors": 16},
+                        models_dir=folder).runtimes_for([phone])
+    with pytest.raises(CampaignError, match="none of these devices trains in the interpreter"):
+        CampaignRequest(benchmarks=["ncf"], mode="smoke", models={"ncf": ncf_artifact.sha256},
+                        models_dir=folder).runtimes_for([pi])
+
+
+def test_an_agent_announces_what_can_train_on_it():
+    from agent import presence
+    from agent.protocol import Capabilities
+
+    here = presence.capabilities([])
+    assert here.runtimes == ["torch", "litert"] and here.default_runtime is None
+    phone = presence.capabilities([], training_runtime="litert")
+    assert phone.default_runtime == "litert"
+    with pytest.raises(ValueError):
+        Capabilities.model_validate({**here.model_dump(), "runtimes": ["tensorflow"]})

@@ -130,7 +130,8 @@ def test_a_tampered_model_is_refused_naming_both_hashes(device_env, built_by_cli
      "the model artifact was built with learning_rate=0.02, this run has 0.01"),
     (["ncf", "--mode", "smoke", "--set", "synthetic_users=500"],
      "the model artifact is for 839 users x 992 items"),
-    (["resnet", "--mode", "smoke"], "resnet cannot run in the LiteRT interpreter yet"),
+    (["minigo", "--mode", "smoke"], "minigo cannot run in the LiteRT interpreter yet"),
+    (["resnet", "--mode", "smoke"], "is a ncf model, not resnet"),
 ])
 def test_a_model_that_does_not_fit_the_run_is_one_line(device_env, built_by_cli, ncf_artifact,
                                                       tmp_path, args, complaint):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -235,3 +236,46 @@ def test_unreadable_jpeg_fails_the_run_in_one_line(references_cli, tmp_path):
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: unreadable image ") and "broken.JPEG" in last
     assert '"status": "aborted"' in run.stdout.splitlines()[-1]
+
+
+# -- the numpy path every runtime shares -----------------------------------------------------
+
+@pytest.mark.parametrize("size", [4, 7, 32, 224])
+def test_the_numpy_upsample_is_torchs_bilinear(size):
+    x = np.random.default_rng(size).standard_normal((2, 3, 4, 4))
+    want = torch.nn.functional.interpolate(torch.from_numpy(x), size=(size, size),
+                                           mode="bilinear", align_corners=False).numpy()
+    np.testing.assert_allclose(rdata.upsample_bilinear(x, size), want, atol=1e-12)
+
+
+def test_synthetic_images_are_the_same_for_a_seed_and_differ_across_seeds():
+    cfg = registry.get("resnet").make_config("smoke", {})
+    a, b, c = rdata.synthetic(cfg, 1), rdata.synthetic(cfg, 1), rdata.synthetic(cfg, 2)
+    assert a.train_images.shape == (512, 3, 32, 32) and a.train_images.dtype == np.float32
+    np.testing.assert_array_equal(a.train_images, b.train_images)
+    assert not np.array_equal(a.train_images, c.train_images)
+    assert set(a.train_labels.tolist()) == {0, 1, 2, 3}
+
+
+def test_array_batches_decode_in_order_and_leave_out_unreadable_images(tmp_path):
+    root = write_imagenet(tmp_path / "imagenet")
+    (root / "train" / WNIDS[0] / "broken.JPEG").write_bytes(b"not a jpeg")
+    _, train, _ = rdata.scan(root)
+    cfg = registry.get("resnet").make_config(
+        "reduced", {"image_size": "32", "resize_size": "40", "skip_bad_images": "true"})
+    dataset = rdata.ImageDataset(train, False, cfg, seed=1)
+    order = np.random.default_rng(0).permutation(len(train))
+    batches = list(rdata.array_batches(dataset, 5, order, threads=2))
+    labels = np.concatenate([y for _, y in batches])
+    broken = train.files.index(root / "train" / WNIDS[0] / "broken.JPEG")
+    assert labels.tolist() == [train.labels[i] for i in order if i != broken]
+    assert sum(len(y) for _, y in batches) == len(train) - 1
+    first = batches[0][0]
+    assert first.dtype == np.float32 and first.shape[1:] == (3, 32, 32)
+    # the same arrays torch's DataLoader path gets for those images
+    first_good = next(int(i) for i in order if i != broken)
+    np.testing.assert_array_equal(first[0], dataset[first_good][0])
+    strict = rdata.ImageDataset(train, False, registry.get("resnet").make_config(
+        "reduced", {"image_size": "32", "resize_size": "40"}), seed=1)
+    with pytest.raises(DatasetError, match="broken.JPEG"):
+        list(rdata.array_batches(strict, 5, None, threads=2))
