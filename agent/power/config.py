@@ -25,6 +25,9 @@ class SourceSpec(_Strict):
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+    otherwise: SourceSpec | None = Field(default=None, description=(
+        "the source to read where this one is absent or unreadable, e.g. a phone's sysfs "
+        "battery, otherwise Termux:API's"))
 
 
 class CooldownSpec(_Strict):

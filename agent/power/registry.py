@@ -62,6 +62,20 @@ def _named(name: str, ctx: Context) -> list[Sensor]:
     return found
 
 
+def _named_or_otherwise(spec, config: PowerConfig, ctx: Context) -> list[Sensor]:
+    """The source ``spec`` names, else its ``otherwise`` (and so on); SensorError naming why
+    each failed when none opens."""
+    reasons = []
+    while spec is not None:
+        try:
+            return _named(spec.name, Context(ctx.root, ctx.broker, config.model,
+                                             dict(spec.options), named=True))
+        except SensorError as exc:
+            reasons.append(str(exc))
+            spec = spec.otherwise
+    raise SensorError("; otherwise ".join(reasons))
+
+
 def discover(config: PowerConfig, ctx: Context) -> tuple[list[Sensor], list[Unavailable]]:
     """Open the sources ``config`` names (each must work: a named source that fails is a
     SensorError with its fix), or, when it names none, every measured source found here.
@@ -72,8 +86,7 @@ def discover(config: PowerConfig, ctx: Context) -> tuple[list[Sensor], list[Unav
     if config.sources:
         try:
             for spec in config.sources:
-                sensors += _named(spec.name, Context(ctx.root, ctx.broker, config.model,
-                                                     dict(spec.options), named=True))
+                sensors += _named_or_otherwise(spec, config, ctx)
         except SensorError:
             close_all(sensors)                   # e.g. a plug already connected
             raise

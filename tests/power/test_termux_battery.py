@@ -75,3 +75,31 @@ def test_missing_command_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SensorError, match="pkg install termux-api"):
         registry.discover(NAMED, Context(tmp_path))
+
+
+FALLBACK = PowerConfig(sources=[SourceSpec(
+    name="battery", options={"current_unit": "uA", "discharge": "negative"},
+    otherwise=SourceSpec(name="termux_battery"))])
+
+
+def test_the_phone_reads_termux_where_sysfs_has_no_battery(termux, tmp_path):
+    """The android-phone profile's sources: sysfs first, Termux:API otherwise."""
+    termux(status(-750_000, 4100))
+    (battery,), _ = registry.discover(FALLBACK, Context(tmp_path))
+    assert battery.name == "termux_battery"
+    assert battery.read().values[0] == pytest.approx(4.1 * 0.75)
+
+
+def test_neither_source_is_one_error_naming_both(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SensorError, match=r"'battery' is not present .*; otherwise .*"
+                                          r"pkg install termux-api"):
+        registry.discover(FALLBACK, Context(tmp_path))
+
+
+def test_the_shipped_phone_profile_falls_back_to_termux():
+    from agent.profiles import load_profile
+    from agent.profiles.loading import builtin_dir
+
+    (source,) = load_profile(builtin_dir() / "android-phone.yaml").power.sources
+    assert source.name == "battery" and source.otherwise.name == "termux_battery"
