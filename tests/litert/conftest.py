@@ -8,6 +8,7 @@ The model is built as a user builds it, by `mlperf-controller models build` in a
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
@@ -17,13 +18,31 @@ from litert_models import artifacts, ncf_state
 from tests.conftest import cli
 
 
+def build_smoke(tmp_path_factory, benchmark: str) -> tuple[object, subprocess.CompletedProcess]:
+    """(folder, the finished `models build --benchmark BENCHMARK --mode smoke` process)."""
+    folder = tmp_path_factory.mktemp(f"{benchmark}-models")
+    done = cli("mlperf-controller", "models", "build", "--runtime", "litert", "--benchmark",
+               benchmark, "--mode", "smoke", "--out", str(folder), check=True)
+    return folder, done
+
+
+@pytest.fixture(scope="module")
+def device_env(tmp_path_factory) -> dict[str, str]:
+    """This checkout's environment with torch and tensorflow unimportable, as on a device with
+    only the phone extra (tests.litert.test_ncf_runtime.NO_TORCH as its sitecustomize)."""
+    from tests.litert.test_ncf_runtime import NO_TORCH
+    from tests.references.conftest import env
+
+    site = tmp_path_factory.mktemp("no-torch")
+    (site / "sitecustomize.py").write_text(NO_TORCH)
+    base = env()
+    return {**base, "PYTHONPATH": os.pathsep.join([str(site), base["PYTHONPATH"]])}
+
+
 @pytest.fixture(scope="session")
 def built_by_cli(tmp_path_factory) -> tuple[object, subprocess.CompletedProcess]:
-    """(folder, the finished `models build --mode smoke` process)."""
-    folder = tmp_path_factory.mktemp("models")
-    done = cli("mlperf-controller", "models", "build", "--runtime", "litert", "--benchmark",
-               "ncf", "--mode", "smoke", "--out", str(folder), check=True)
-    return folder, done
+    """(folder, the finished `models build --benchmark ncf --mode smoke` process)."""
+    return build_smoke(tmp_path_factory, "ncf")
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +90,7 @@ def torch_state(model, optimizer=None) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def sentiment_built_by_cli(tmp_path_factory) -> tuple[object, subprocess.CompletedProcess]:
     """(folder, the finished `models build --benchmark sentiment --mode smoke` process)."""
-    folder = tmp_path_factory.mktemp("sentiment-models")
-    done = cli("mlperf-controller", "models", "build", "--runtime", "litert", "--benchmark",
-               "sentiment", "--mode", "smoke", "--out", str(folder), check=True)
-    return folder, done
+    return build_smoke(tmp_path_factory, "sentiment")
 
 
 @pytest.fixture(scope="session")
@@ -87,10 +103,7 @@ def sentiment_artifact(sentiment_built_by_cli) -> artifacts.Artifact:
 @pytest.fixture(scope="session")
 def resnet_built_by_cli(tmp_path_factory) -> tuple[object, subprocess.CompletedProcess]:
     """(folder, the finished `models build --benchmark resnet --mode smoke` process)."""
-    folder = tmp_path_factory.mktemp("resnet-models")
-    done = cli("mlperf-controller", "models", "build", "--runtime", "litert", "--benchmark",
-               "resnet", "--mode", "smoke", "--out", str(folder), check=True)
-    return folder, done
+    return build_smoke(tmp_path_factory, "resnet")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ cannot run yet -- are one line each, before anything is timed."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,15 +30,6 @@ class _Refuse:
         return None
 sys.meta_path.insert(0, _Refuse())
 '''
-
-
-@pytest.fixture(scope="module")
-def device_env(tmp_path_factory) -> dict[str, str]:
-    """This checkout's environment with torch and tensorflow unimportable."""
-    site = tmp_path_factory.mktemp("no-torch")
-    (site / "sitecustomize.py").write_text(NO_TORCH)
-    base = env()
-    return {**base, "PYTHONPATH": os.pathsep.join([str(site), base["PYTHONPATH"]])}
 
 
 def references(device_env, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -7,14 +7,13 @@ artifact built for another config or data is one line, before anything is timed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
 
 from references.compliance import check
-from tests.litert.test_ncf_runtime import NO_TORCH, events, references
-from tests.references.conftest import WNIDS, env, write_imagenet
+from tests.litert.test_ncf_runtime import events, references
+from tests.references.conftest import WNIDS, write_imagenet
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.integration
 FOLDERS = ["--set", "arch=resnet14", "--set", "base_width=8", "--set", "image_size=32",
            "--set", "resize_size=40", "--set", "batch_size=32", "--set", "workers=1",
            "--set", "skip_bad_images=true"]
-
-
-@pytest.fixture(scope="module")
-def device_env(tmp_path_factory) -> dict[str, str]:
-    site = tmp_path_factory.mktemp("no-torch")
-    (site / "sitecustomize.py").write_text(NO_TORCH)
-    base = env()
-    return {**base, "PYTHONPATH": os.pathsep.join([str(site), base["PYTHONPATH"]])}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ built for another config or vocabulary is one line, before anything is timed."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,28 +14,19 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
-from tests.litert.test_ncf_runtime import NO_TORCH, events, references
+from tests.litert.test_ncf_runtime import events, references
 from tests.references.conftest import env
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def no_torch_env(tmp_path_factory) -> dict[str, str]:
-    """This checkout's environment with torch and tensorflow unimportable."""
-    site = tmp_path_factory.mktemp("no-torch")
-    (site / "sitecustomize.py").write_text(NO_TORCH)
-    base = env()
-    return {**base, "PYTHONPATH": os.pathsep.join([str(site), base["PYTHONPATH"]])}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(no_torch_env, sentiment_built_by_cli, sentiment_artifact, tmp_path_factory):
+def smoke_run(device_env, sentiment_built_by_cli, sentiment_artifact, tmp_path_factory):
     """(out folder, finished process) of one smoke run in the interpreter."""
     folder, _ = sentiment_built_by_cli
     where = tmp_path_factory.mktemp("sentiment-run")
     out = where / "out"
-    proc = references(no_torch_env, "sentiment", "--mode", "smoke", "--runtime", "litert",
+    proc = references(device_env, "sentiment", "--mode", "smoke", "--runtime", "litert",
                       "--model", str(folder), "--model-sha256", sentiment_artifact.sha256,
                       "--out", str(out), cwd=where)
     return out, proc
@@ -78,12 +68,12 @@ def test_its_log_passes_the_checker_with_our_sentiment_rules(smoke_run):
     (["--set", "synthetic_vocab=300"], "the model artifact's embedding has 418 rows"),
     (["--set", "synthetic_max_words=90"], "takes reviews of at most 84 words"),
 ])
-def test_a_model_that_does_not_fit_the_run_is_one_line(no_torch_env, sentiment_built_by_cli,
+def test_a_model_that_does_not_fit_the_run_is_one_line(device_env, sentiment_built_by_cli,
                                                       sentiment_artifact, tmp_path, args,
                                                       complaint):
     folder, _ = sentiment_built_by_cli
     out = tmp_path / "out"
-    proc = references(no_torch_env, "sentiment", "--mode", "smoke", *args, "--runtime",
+    proc = references(device_env, "sentiment", "--mode", "smoke", *args, "--runtime",
                       "litert", "--model", str(folder), "--model-sha256",
                       sentiment_artifact.sha256, "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
