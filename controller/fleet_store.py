@@ -80,25 +80,48 @@ class DeviceRecords:
     def heartbeat(self, beat: Heartbeat) -> tuple[str | None, bool]:
         """Record a heartbeat of the current connection (newer than the last one); an agent
         that beats is online. Returns (previous state, applied)."""
+        return self.heartbeats([beat])[0]
+
+    def heartbeats(self, beats: list[Heartbeat]) -> list[tuple[str | None, bool]]:
+        """:meth:`heartbeat` for many, in arrival order, in one transaction (a controller with
+        thousands of agents writes them in batches: a commit per beat was 63 % of its MQTT
+        thread). Devices and the jobs the beats name are read with one query each."""
+        if not beats:
+            return []
+        now = time.time()
+        out: list[tuple[str | None, bool]] = []
         with self.tx() as s:
-            dev = s.get(Device, beat.agent_id)
-            if dev is None or dev.key is None or dev.session != beat.session:
-                return (dev.state if dev else None), False
-            if dev.beat_seq is not None and beat.seq <= dev.beat_seq:
-                return dev.state, False
-            previous = dev.state
-            dev.state, dev.last_seen, dev.beat_seq = "online", time.time(), beat.seq
-            dev.load = beat.model_dump(include={"cpu_percent", "memory_percent",
-                                                "temperature_c", "job_id", "queued_jobs"})
-            named = ([beat.job_id] if beat.job_id else []) + list(beat.queued)
-            if named:                              # the leases of what it is on (in this tx)
-                for job in s.scalars(select(Job).where(Job.id.in_(named),
-                                                       Job.agent_id == beat.agent_id)):
-                    job.renewed_at = dev.last_seen
-                    if job.state == "lost":        # it was only cut off: still on it
+            devices: dict[str, Device] = {}
+            ids = sorted({b.agent_id for b in beats})
+            for lo in range(0, len(ids), 500):
+                devices.update((d.agent_id, d) for d in s.scalars(
+                    select(Device).where(Device.agent_id.in_(ids[lo:lo + 500]))))
+            renew: dict[str, tuple[str, float, Heartbeat]] = {}    # job id -> (agent, when)
+            for beat in beats:
+                dev = devices.get(beat.agent_id)
+                if dev is None or dev.key is None or dev.session != beat.session:
+                    out.append(((dev.state if dev else None), False))
+                    continue
+                if dev.beat_seq is not None and beat.seq <= dev.beat_seq:
+                    out.append((dev.state, False))
+                    continue
+                out.append((dev.state, True))
+                dev.state, dev.last_seen, dev.beat_seq = "online", now, beat.seq
+                dev.load = beat.model_dump(include={"cpu_percent", "memory_percent",
+                                                    "temperature_c", "job_id", "queued_jobs"})
+                for job_id in ([beat.job_id] if beat.job_id else []) + list(beat.queued):
+                    renew[job_id] = (beat.agent_id, now, beat)
+            ids = sorted(renew)
+            for lo in range(0, len(ids), 500):          # the leases of what they are on
+                for job in s.scalars(select(Job).where(Job.id.in_(ids[lo:lo + 500]))):
+                    agent_id, when, beat = renew[job.id]
+                    if job.agent_id != agent_id:
+                        continue
+                    job.renewed_at = when
+                    if job.state == "lost":             # it was only cut off: still on it
                         now_state = beat.job_state if job.id == beat.job_id else "accepted"
                         self._revive(s, job, now_state)
-            return previous, True
+        return out
 
     def device(self, agent_id: str) -> Device | None:
         with self.tx() as s:
@@ -113,18 +136,21 @@ class DeviceRecords:
         """Online devices silent for more than ``beats`` heartbeat intervals. A device not
         heard since the controller (re)connected at ``listening_since`` gets ``grace_s`` from
         then: after a broker outage, agents come back on their own reconnect backoff, and
-        silence while the controller itself was cut off says nothing."""
+        silence while the controller itself was cut off says nothing. Reads three columns of
+        the online devices, and whole rows only of the stale ones (the check runs every tick)."""
         with self.tx() as s:
-            out = []
-            for d in s.scalars(select(Device).where(Device.state == "online")):
-                limit = beats * min(d.heartbeat_s, 300.0)
-                if d.last_seen < listening_since:
+            stale = []
+            for agent_id, last_seen, heartbeat_s in s.execute(
+                    select(Device.agent_id, Device.last_seen, Device.heartbeat_s)
+                    .where(Device.state == "online")):
+                limit = beats * min(heartbeat_s, 300.0)
+                if last_seen < listening_since:
                     silent, limit = now - listening_since, max(limit, grace_s)
                 else:
-                    silent = now - d.last_seen
+                    silent = now - last_seen
                 if silent > limit:
-                    out.append(d)
-            return out
+                    stale.append(agent_id)
+            return [s.get(Device, agent_id) for agent_id in stale]
 
     def set_offline(self, agent_id: str, reason: str) -> None:
         with self.tx() as s:

@@ -39,6 +39,8 @@ CONTROLLER_ID = "mlperf-controller"
 VERSION = "2"
 #: How often refused-message counts are folded into the store, s.
 FLUSH_S = 2.0
+#: Heartbeats queued that wake the dispatcher to write them before its next tick.
+BEAT_BATCH = 2000
 #: After the controller (re)connects, devices it has not heard from since get this long to
 #: come back (an agent's reconnect backoff reaches 30 s) before they count as gone, s.
 RECONNECT_GRACE_S = 45.0
@@ -73,6 +75,8 @@ class ControllerService:
         self._listening_since = time.time()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._beats: list[Heartbeat] = []
+        self._beats_lock = threading.Lock()
         self._flushed = time.monotonic()
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher",
                                         daemon=True)
@@ -101,6 +105,7 @@ class ControllerService:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self._write_heartbeats()
         self.trust.flush()
         self.store.mark_serving(False)
         self.link.close(final=(self.topics.controller_status(), self._presence("offline")))
@@ -133,12 +138,23 @@ class ControllerService:
         self._wake.set()
 
     def _on_heartbeat(self, topic: str, beat: Heartbeat) -> None:
+        """Queued, not written: the dispatcher writes the queue in one transaction at the start
+        of its next tick (at most ``tick_s`` later), before it judges who is silent."""
         if self.topics.parse(topic).agent_id != beat.agent_id:
             return
-        previous, applied = self.store.heartbeat(beat)
-        if applied and previous == "offline":
-            log.info("device %s is beating again", beat.agent_id)
+        with self._beats_lock:
+            self._beats.append(beat)
+            backlog = len(self._beats)
+        if backlog >= BEAT_BATCH:
             self._wake.set()
+
+    def _write_heartbeats(self) -> None:
+        with self._beats_lock:
+            beats, self._beats = self._beats, []
+        for beat, (previous, applied) in zip(beats, self.store.heartbeats(beats)):
+            if applied and previous == "offline":
+                log.info("device %s is beating again", beat.agent_id)
+                self._wake.set()
 
     def _job_topic_matches(self, topic: str, agent_id: str, job_id: str) -> bool:
         ref = self.topics.parse(topic)
@@ -204,6 +220,7 @@ class ControllerService:
             self._wake.clear()
 
     def _tick(self) -> None:
+        self._write_heartbeats()
         if time.monotonic() - self._flushed > FLUSH_S:
             self.trust.flush()
             self.store.mark_serving()

