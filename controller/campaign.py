@@ -195,7 +195,11 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
                  show_progress: bool = True) -> Campaign:
     """Create the campaign and (unless detached) wait for every job to end."""
     console = console or Console(stderr=True)
-    snap = fleet.snapshot(settings, store, connect_timeout_s)
+    snap = fleet.snapshot(settings, store, connect_timeout_s,
+                          agents=not store.serving_recently())
+    if not snap.complete:
+        console.print("[yellow]the broker did not answer within 5 s: devices whose presence "
+                      "was still arriving may be left out[/]")
     service = None
     if snap.foreign_controller and not store.serving_recently():
         raise CampaignError(f"{snap.foreign_controller}: use that controller's key here "

@@ -40,11 +40,19 @@ def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks
                                                  "debug logs.")] = False) -> None:
     global _debug
     _debug = debug
-    # Through the same console as the progress bars, so log lines print above them.
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s",
-                        datefmt="%H:%M:%S",
-                        handlers=[RichHandler(console=err, show_level=False, show_path=False,
-                                              markup=False, highlighter=NullHighlighter())])
+    # On a terminal, through the same console as the progress bars, so log lines print above
+    # them; elsewhere (a service's journal, a pipe) plain lines: Rich's layout took 10-22 % of
+    # a controller's threads at 10,000 agents, and wraps lines at 80 columns in a pipe.
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_level=False, show_path=False, markup=False,
+                              highlighter=NullHighlighter())
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(message)s"
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=fmt,
+                        datefmt="%H:%M:%S", handlers=[handler])
     logging.getLogger("paho").setLevel(logging.WARNING)
 
 

@@ -21,6 +21,8 @@ class Snapshot:
     agents: dict[str, AgentStatus] = field(default_factory=dict)
     controller: ControllerStatus | None = None
     foreign_controller: str | None = None     # why a controller presence was refused
+    complete: bool = True                     # False: the broker's barrier timed out
+    read_agents: bool = True                  # False: the serving controller's store is current
 
     @property
     def controller_online(self) -> bool:
@@ -39,11 +41,15 @@ def short_link(settings: ControllerSettings, store: Store) -> Link:
     return link
 
 
-def snapshot(settings: ControllerSettings, store: Store, retry_for_s: float = 10.0) -> Snapshot:
+def snapshot(settings: ControllerSettings, store: Store, retry_for_s: float = 10.0,
+             agents: bool = True, barrier_s: float = 5.0) -> Snapshot:
     """Connect, read retained presence (up to an ordering barrier), update the store with
-    what is news from approved devices (others wait for approval, see controller.trust)."""
+    what is news from approved devices (others wait for approval, see controller.trust).
+    ``agents=False`` reads only the controller's presence: where a controller is serving, its
+    store is the fleet (reading 10,000 retained statuses into it again took a command past
+    its barrier). ``complete`` says whether the barrier came back within ``barrier_s``."""
     topics = Topics(settings.prefix)
-    seen = Snapshot()
+    seen = Snapshot(read_agents=agents)
     link = short_link(settings, store)
 
     def on_status(topic: str, status: AgentStatus) -> None:
@@ -58,12 +64,13 @@ def snapshot(settings: ControllerSettings, store: Store, retry_for_s: float = 10
         if getattr(exc, "code", None) == "foreign-controller":
             seen.foreign_controller = str(exc)
 
-    link.route(topics.all_agent_status(), AgentStatus, on_status)
+    if agents:
+        link.route(topics.all_agent_status(), AgentStatus, on_status)
     link.route(topics.controller_status(), ControllerStatus, on_controller)
     link.on_refused.append(on_refused)
     link.connect(retry_for_s)
     try:
-        link.barrier()
+        seen.complete = link.barrier(barrier_s)
     finally:
         link.close()
         link.gate.flush()

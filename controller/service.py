@@ -17,6 +17,7 @@ from agent.protocol import (
     ControllerStatus,
     Heartbeat,
     JobAssignment,
+    Message,
     JobEvent,
     JobResult,
     JobState,
@@ -39,11 +40,42 @@ CONTROLLER_ID = "mlperf-controller"
 VERSION = "2"
 #: How often refused-message counts are folded into the store, s.
 FLUSH_S = 2.0
-#: Heartbeats queued that wake the dispatcher to write them before its next tick.
-BEAT_BATCH = 2000
+#: Seconds between the heartbeat statistics lines.
+STATS_S = 30.0
+#: Seconds the writer may lag behind what was heard before the dispatcher stops judging
+#: devices silent (their heartbeats may be among the unread).
+BEHIND_S = 1.0
 #: After the controller (re)connects, devices it has not heard from since get this long to
 #: come back (an agent's reconnect backoff reaches 30 s) before they count as gone, s.
 RECONNECT_GRACE_S = 45.0
+
+
+class BeatStats:
+    """Heartbeats written since the last report, for one INFO line every ``every_s`` (what an
+    operator of a large fleet, and benchmarks/fleet_scale.py, reads the controller's pace by)."""
+
+    def __init__(self, every_s: float = STATS_S) -> None:
+        self.every_s = every_s
+        self._reset(time.monotonic())
+
+    def _reset(self, now: float) -> None:
+        self.since, self.heard, self.applied, self.batches, self.write_s = now, 0, 0, 0, 0.0
+
+    def add(self, heard: int, applied: int, write_s: float) -> None:
+        self.heard += heard
+        self.applied += applied
+        self.batches += 1
+        self.write_s += write_s
+
+    def due(self) -> bool:
+        return self.heard > 0 and time.monotonic() - self.since >= self.every_s
+
+    def line(self) -> str:
+        span = time.monotonic() - self.since
+        text = (f"heartbeats: {self.applied} applied of {self.heard} heard in {span:.0f} s, "
+                f"{self.batches} write(s), {self.write_s * 1000:.0f} ms writing")
+        self._reset(time.monotonic())
+        return text
 
 
 class ControllerService:
@@ -75,8 +107,14 @@ class ControllerService:
         self._listening_since = time.time()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._beats: list[Heartbeat] = []
-        self._beats_lock = threading.Lock()
+        # What the MQTT thread hears, in arrival order, for the writer thread to store in one
+        # transaction per batch (the MQTT thread itself never waits on the store).
+        self._inbox: list[tuple[str, Message]] = []
+        self._inbox_lock = threading.Lock()
+        self._inbox_ready = threading.Event()
+        self._inbox_since: float | None = None           # monotonic time of the oldest unread
+        self._beat_stats = BeatStats()
+        self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self._flushed = time.monotonic()
         self._thread = threading.Thread(target=self._dispatch_loop, name="dispatcher",
                                         daemon=True)
@@ -98,14 +136,18 @@ class ControllerService:
         self.link.connect(retry_for_s, abort)
         self.link.barrier()
         self.store.mark_serving()
+        self._writer.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._write_heartbeats()
+        self._inbox_ready.set()
+        for thread in (self._thread, self._writer):
+            if thread.is_alive():
+                thread.join(timeout=10)
+        if self._beat_stats.heard:
+            log.info("%s", self._beat_stats.line())
         self.trust.flush()
         self.store.mark_serving(False)
         self.link.close(final=(self.topics.controller_status(), self._presence("offline")))
@@ -138,23 +180,16 @@ class ControllerService:
         self._wake.set()
 
     def _on_heartbeat(self, topic: str, beat: Heartbeat) -> None:
-        """Queued, not written: the dispatcher writes the queue in one transaction at the start
-        of its next tick (at most ``tick_s`` later), before it judges who is silent."""
-        if self.topics.parse(topic).agent_id != beat.agent_id:
-            return
-        with self._beats_lock:
-            self._beats.append(beat)
-            backlog = len(self._beats)
-        if backlog >= BEAT_BATCH:
-            self._wake.set()
+        if self.topics.parse(topic).agent_id == beat.agent_id:
+            self._enqueue("beat", beat)
 
-    def _write_heartbeats(self) -> None:
-        with self._beats_lock:
-            beats, self._beats = self._beats, []
-        for beat, (previous, applied) in zip(beats, self.store.heartbeats(beats)):
-            if applied and previous == "offline":
-                log.info("device %s is beating again", beat.agent_id)
-                self._wake.set()
+    def _on_event(self, topic: str, event: JobEvent) -> None:
+        if self._job_topic_matches(topic, event.agent_id, event.job_id):
+            self._enqueue("event", event)
+
+    def _on_result(self, topic: str, result: JobResult) -> None:
+        if self._job_topic_matches(topic, result.agent_id, result.job_id):
+            self._enqueue("result", result)
 
     def _job_topic_matches(self, topic: str, agent_id: str, job_id: str) -> bool:
         ref = self.topics.parse(topic)
@@ -163,37 +198,119 @@ class ControllerService:
             return False
         return True
 
-    def _on_event(self, topic: str, event: JobEvent) -> None:
-        if not self._job_topic_matches(topic, event.agent_id, event.job_id):
-            return
+    def _enqueue(self, kind: str, message: Message) -> None:
+        with self._inbox_lock:
+            if not self._inbox:
+                self._inbox_since = time.monotonic()
+            self._inbox.append((kind, message))
+        self._inbox_ready.set()
+
+    def _behind_s(self) -> float:
+        """How long the oldest message heard but not yet stored has waited, s."""
+        since = self._inbox_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    # -- the writer: what was heard, stored in batches -----------------------------------------
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            self._inbox_ready.wait(0.5)
+            try:
+                self._write_inbox()
+            except Exception:                          # keep writing whatever happens
+                log.exception("writing what was heard failed")
+        self._write_inbox()
+
+    def _write_inbox(self) -> None:
+        """Store everything heard so far in one transaction, then (committed) send its acks,
+        log it and wake the dispatcher where it changed something."""
+        with self._inbox_lock:
+            batch, self._inbox = self._inbox, []
+            self._inbox_ready.clear()
+        if batch:
+            started = time.monotonic()
+            try:
+                with self.store.batch():
+                    effects, applied = self._store_all(batch)
+            except Exception as exc:  # noqa: BLE001 (one bad row must not lose the others)
+                log.warning("storing %d message(s) together failed (%s); storing them one by "
+                            "one", len(batch), exc.__class__.__name__)
+                effects, applied = [], 0
+                for item in batch:
+                    try:
+                        more, n = self._store_all([item])
+                        effects, applied = effects + more, applied + n
+                    except Exception:                  # noqa: BLE001
+                        log.exception("could not store a %s; dropped", item[0])
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._inbox_since = None
+            self._beat_stats.add(sum(kind == "beat" for kind, _ in batch), applied,
+                                 time.monotonic() - started)
+            for effect in effects:                     # after the commit: acks, logs, wakes
+                effect()
+        if self._beat_stats.due():
+            log.info("%s", self._beat_stats.line())
+
+    def _store_all(self, batch: list[tuple[str, Message]]) -> tuple[list, int]:
+        """Store ``batch`` in arrival order (consecutive heartbeats with one call); returns
+        the effects to run once it is committed and the heartbeats applied."""
+        effects: list = []
+        applied = i = 0
+        while i < len(batch):
+            kind, message = batch[i]
+            if kind == "beat":
+                j = i
+                while j < len(batch) and batch[j][0] == "beat":
+                    j += 1
+                beats = [m for _, m in batch[i:j]]
+                for beat, (previous, ok) in zip(beats, self.store.heartbeats(beats)):
+                    applied += ok
+                    if ok and previous == "offline":
+                        effects.append(lambda a=beat.agent_id: self._back(a))
+                i = j
+                continue
+            effects.append(self._store_event(message) if kind == "event"
+                           else self._store_result(message))
+            i += 1
+        return effects, applied
+
+    def _back(self, agent_id: str) -> None:
+        log.info("device %s is beating again", agent_id)
+        self._wake.set()
+
+    def _store_event(self, event: JobEvent):
         try:
             moved = self.store.apply_event(event)
         except StoreError as exc:
-            log.warning("%s; ignored", exc)
-            return
-        if moved is not None:
-            log.info("job %s %s%s", event.job_id, moved.value,
-                     f": {event.detail}" if event.detail and moved != JobState.RUNNING else "")
-            if moved.terminal:
-                self._wake.set()
+            return lambda why=str(exc): log.warning("%s; ignored", why)
 
-    def _on_result(self, topic: str, result: JobResult) -> None:
-        if not self._job_topic_matches(topic, result.agent_id, result.job_id):
-            return
+        def after() -> None:
+            if moved is not None:
+                log.info("job %s %s%s", event.job_id, moved.value,
+                         f": {event.detail}" if event.detail and moved != JobState.RUNNING
+                         else "")
+                if moved.terminal:
+                    self._wake.set()
+        return after
+
+    def _store_result(self, result: JobResult):
         try:
             new = self.store.store_result(result)
         except StoreError as exc:
             # Not ours (another controller's store?): no ack, so the agent keeps it spooled.
-            log.warning("%s; not acknowledged", exc)
-            return
-        # Ack duplicates too: the agent resends until an ack reaches it.
-        self.link.publish(self.topics.agent_acks(result.agent_id),
-                          ResultAck(job_id=result.job_id, result_id=result.result_id,
-                                    **self.seq()))
-        if new:
-            log.info("result for job %s: %s, %s", result.job_id, result.status,
-                     result.error or quality_text(result.outcome))
-            self._wake.set()
+            return lambda why=str(exc): log.warning("%s; not acknowledged", why)
+
+        def after() -> None:
+            # Ack duplicates too: the agent resends until an ack reaches it. Only once
+            # committed: an acknowledged result is one the store holds.
+            self.link.publish(self.topics.agent_acks(result.agent_id),
+                              ResultAck(job_id=result.job_id, result_id=result.result_id,
+                                        **self.seq()))
+            if new:
+                log.info("result for job %s: %s, %s", result.job_id, result.status,
+                         result.error or quality_text(result.outcome))
+                self._wake.set()
+        return after
 
     def _on_refusal(self, topic: str, refusal: Refusal) -> None:
         if self.topics.parse(topic).agent_id != refusal.agent_id:
@@ -220,7 +337,6 @@ class ControllerService:
             self._wake.clear()
 
     def _tick(self) -> None:
-        self._write_heartbeats()
         if time.monotonic() - self._flushed > FLUSH_S:
             self.trust.flush()
             self.store.mark_serving()
@@ -236,8 +352,12 @@ class ControllerService:
         for lost, again in self.store.retry_lost(RECONNECT_GRACE_S):
             log.warning("job %s still lost after %.0f s: retrying it as %s", lost,
                         RECONNECT_GRACE_S, again)
-        for device in self.store.stale_devices(time.time(), self.heartbeat_beats, listening,
-                                               RECONNECT_GRACE_S):
+        behind_s = self._behind_s()
+        stale = [] if behind_s > BEHIND_S else self.store.stale_devices(
+            time.time(), self.heartbeat_beats, listening, RECONNECT_GRACE_S)
+        if behind_s > BEHIND_S:
+            log.debug("%.1f s behind on what was heard: nobody is judged silent", behind_s)
+        for device in stale:
             silent_s = time.time() - device.last_seen
             reason = f"no heartbeat for {silent_s:.0f} s"
             log.warning("device %s: %s; marking it offline", device.agent_id, reason)

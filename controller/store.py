@@ -135,11 +135,31 @@ class Store(DeviceRecords, AttemptRecords):
                              f"{str(exc.orig).strip().splitlines()[0]}") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._lock = threading.RLock()
+        self._local = threading.local()
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
+        """One transaction; inside :meth:`batch` (same thread), the batch's."""
+        shared = getattr(self._local, "session", None)
+        if shared is not None:
+            yield shared
+            return
         with self._lock, self._session() as session, session.begin():
             yield session
+
+    @contextmanager
+    def batch(self) -> Iterator[Session]:
+        """Every store call this thread makes inside the block is one transaction, committed
+        at its end (rolled back whole if it raises). The controller writes what it hears in
+        batches: a commit per message, each an fsync, was where its time went. Methods that
+        refuse a message (StoreError) do so before they write, so a refusal inside a batch
+        leaves the rest of it intact."""
+        with self._lock, self._session() as session, session.begin():
+            self._local.session = session
+            try:
+                yield session
+            finally:
+                self._local.session = None
 
     def close(self) -> None:
         self.engine.dispose()

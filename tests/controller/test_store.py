@@ -176,6 +176,25 @@ def test_a_batch_of_heartbeats_is_each_one_applied_in_order(store):
     assert store.heartbeats([]) == [] and store.progress(c.id) == {"assigned": 1}
 
 
+def test_a_batch_is_one_transaction_and_a_refused_message_spoils_none_of_it(store):
+    online(store, "a")
+    c = store.create_campaign(["ncf"], "smoke", 1, ["a"], "all", {})
+    (job,) = [d.job for d in store.claim_dispatches()]
+    with store.batch():
+        assert store.apply_event(event(job, JobState.ACCEPTED)) is JobState.ACCEPTED
+        with pytest.raises(StoreError, match="no such job"):
+            store.apply_event(JobEvent(job_id="c-nope", agent_id="a", state=JobState.ACCEPTED,
+                                       **seq()))
+        assert store.heartbeats([beat("a")])[0][1] is True
+        assert store.store_result(result(job)) is True
+    assert store.job(job.id).state == "done" and store.progress(c.id) == {"done": 1}
+    with pytest.raises(RuntimeError):                 # anything else: the whole batch undone
+        with store.batch():
+            store.heartbeats([beat("a", cpu_percent=99)])
+            raise RuntimeError("disk on fire")
+    assert store.devices()[0].load["cpu_percent"] == 10
+
+
 def test_dispatch_takes_each_idle_devices_oldest_queued_job_in_one_pass(store):
     for name in ("a", "b", "c", "d"):
         online(store, name)
