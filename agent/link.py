@@ -194,7 +194,8 @@ class Link:
 
     def __init__(self, broker: str | BrokerUrl | Broker, client_id: str, topics: Topics, *,
                  identity: Any = None, gate: Any = None, persistent: bool = False,
-                 will: WillFactory | None = None, keepalive_s: int = 30) -> None:
+                 will: WillFactory | None = None, keepalive_s: int = 30,
+                 max_inflight: int = 100) -> None:
         self.broker = as_broker(broker)
         self.url = self.broker.url
         self.client_id = check_id(client_id, "client id")
@@ -222,7 +223,7 @@ class Link:
         c.on_disconnect = self._on_disconnect
         c.message_callback_add(topics.sync(client_id), self._on_sync)
         c.max_queued_messages_set(0)          # never drop our own outgoing messages
-        c.max_inflight_messages_set(100)
+        c.max_inflight_messages_set(max_inflight)   # QoS 1 sends awaiting the broker's ack
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         self.broker.configure(c)
         self.client = c

@@ -42,8 +42,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import paho.mqtt.client as mqtt  # noqa: E402
 import psutil  # noqa: E402
 
+from controller.broker_config import MAX_QUEUED_MESSAGES  # noqa: E402  (the lab broker's)
+
 BIN = Path(sys.executable).parent
-PER_PROCESS = 1000
+PER_PROCESS = 300          # paho select()s: a worker's fds must stay < 1024 (3 per agent)
 STATS_RE = re.compile(r"heartbeats: (\d+) applied of (\d+) heard")
 OFFLINE_RE = re.compile(r"device (\S+): no heartbeat for .* marking it offline")
 
@@ -60,9 +62,10 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
         sys.exit("mosquitto is not installed (apt-get install mosquitto; `make test` does)")
     port = free_port()
     conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                    f"max_queued_messages {MAX_QUEUED_MESSAGES}\n"
                     "max_connections -1\nset_tcp_nodelay true\npersistence false\n"
-                    f"log_dest file {work / 'mosquitto.log'}\nlog_type error\n")
+                    f"log_dest file {work / 'mosquitto.log'}\nlog_type error\nlog_type warning\n")
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     for _ in range(100):
@@ -108,20 +111,20 @@ class RawCounter:
 class Controller:
     """`mlperf-controller serve`, its stderr read for statistics and offline markings."""
 
-    def __init__(self, env: dict[str, str], source: Path | None = None) -> None:
+    def __init__(self, env: dict[str, str], source: Path | None, log: Path) -> None:
+        self.log = log.open("w")
         self.proc = subprocess.Popen(controller_argv(source) + ["serve"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
         self.applied = self.heard = 0
         self.offline: list[str] = []
-        self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.ps = psutil.Process(self.proc.pid)
 
     def _read(self) -> None:
         for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
+            self.log.write(line)
             if m := STATS_RE.search(line):
                 self.applied += int(m.group(1))
                 self.heard += int(m.group(2))
@@ -190,6 +193,8 @@ def main() -> int:
     parser.add_argument("--jobs-timeout-s", type=float, default=600.0)
     parser.add_argument("--controller-src", type=Path, default=None,
                         help="run the controller of another checkout (e.g. a git worktree)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work folder (controller.log, lab.db, mosquitto.log)")
     args = parser.parse_args()
     n = args.agents
     work = Path(tempfile.mkdtemp(prefix="fleet-scale-"))
@@ -201,7 +206,7 @@ def main() -> int:
     env = {**os.environ, "MLPERF_BROKER": f"mqtt://127.0.0.1:{port}", "MLPERF_DB": db_url,
            "MLPERF_PREFIX": prefix, "MLPERF_ENROL_TOKEN_FILE": str(work / "token"),
            "MLPERF_CONTROLLER_IDENTITY": str(work / "controller.key")}
-    controller = Controller(env, args.controller_src)
+    controller = Controller(env, args.controller_src, work / "controller.log")
     raw = RawCounter(port, prefix)
     time.sleep(3)
     cpu0, t0 = controller.cpu_s(), time.monotonic()
@@ -288,7 +293,10 @@ def main() -> int:
     if len(controller.offline):
         print(f"(first offline markings: {', '.join(controller.offline[:5])})")
     print(f"fleet of {n:,}: heartbeats processed/delivered ratio {ratio:.2f}")
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"(kept: {work})")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,18 +148,40 @@ class Store(DeviceRecords, AttemptRecords):
             yield session
 
     @contextmanager
-    def batch(self) -> Iterator[Session]:
+    def batch(self, job_ids: Iterable[str] = ()) -> Iterator[Session]:
         """Every store call this thread makes inside the block is one transaction, committed
         at its end (rolled back whole if it raises). The controller writes what it hears in
         batches: a commit per message, each an fsync, was where its time went. Methods that
         refuse a message (StoreError) do so before they write, so a refusal inside a batch
-        leaves the rest of it intact."""
+        leaves the rest of it intact. ``job_ids``: the jobs the calls will touch, loaded
+        up front (jobs, results, messages seen) in a few queries instead of several per call."""
         with self._lock, self._session() as session, session.begin():
             self._local.session = session
+            self._local.known = _Known.load(session, set(job_ids)) if job_ids else None
             try:
                 yield session
             finally:
-                self._local.session = None
+                self._local.session = self._local.known = None
+
+    def _known(self, job_id: str) -> _Known | None:
+        """What the batch loaded about ``job_id`` up front, if it did."""
+        known = getattr(self._local, "known", None)
+        return known if known is not None and job_id in known.job_ids else None
+
+    def _seen(self, s: Session, job_id: str, seq: int) -> bool:
+        """Whether the agent's message ``seq`` about the job was stored already."""
+        if (known := self._known(job_id)) is not None:
+            if (job_id, seq) in known.seen:
+                return True
+            known.seen.add((job_id, seq))             # the caller stores it now
+            return False
+        return bool(s.scalar(select(func.count()).where(Transition.job_id == job_id,
+                                                        Transition.agent_seq == seq)))
+
+    def _has_result(self, s: Session, job_id: str) -> bool:
+        if (known := self._known(job_id)) is not None:
+            return job_id in known.results
+        return s.get(Result, job_id) is not None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -388,9 +410,7 @@ class Store(DeviceRecords, AttemptRecords):
             if job.state == JobState.QUEUED.value:
                 raise StoreError(f"event for job {ev.job_id} from {ev.agent_id}: the job was "
                                  "never assigned")
-            seen = s.scalar(select(func.count()).where(Transition.job_id == ev.job_id,
-                                                       Transition.agent_seq == ev.seq))
-            if seen:
+            if self._seen(s, ev.job_id, ev.seq):
                 return None
             detail = ev.detail
             stored = job.log_lines or 0
@@ -432,7 +452,7 @@ class Store(DeviceRecords, AttemptRecords):
             if job is None or job.agent_id != result.agent_id:
                 raise StoreError(f"result for job {result.job_id} from {result.agent_id}: "
                                  "no such job on that device")
-            if s.get(Result, result.job_id) is not None:
+            if self._has_result(s, result.job_id):
                 return False
             if job.state == JobState.QUEUED.value:
                 raise StoreError(f"result for job {result.job_id} from {result.agent_id}: the "
@@ -441,6 +461,8 @@ class Store(DeviceRecords, AttemptRecords):
             if claimed != (job.campaign_id, job.benchmark, job.mode, job.run_index):
                 raise StoreError(f"result for job {result.job_id} from {result.agent_id} "
                                  "describes another job (campaign, benchmark, mode or run)")
+            if (known := self._known(result.job_id)) is not None:
+                known.results.add(result.job_id)
             s.add(Result(job_id=result.job_id, result_id=result.result_id,
                          agent_id=result.agent_id, status=result.status,
                          received_at=time.time(),
@@ -486,6 +508,33 @@ class Store(DeviceRecords, AttemptRecords):
         job.state, job.updated_at, job.state_since = new.value, now, now
         if detail:
             job.detail = detail
+
+
+@dataclass
+class _Known:
+    """Jobs a batch will touch, loaded in a few queries: the Job rows (held here, so the
+    session's identity map keeps them and ``get`` needs no query), which have results, and the
+    (job, agent seq) messages already stored."""
+
+    job_ids: set[str]
+    jobs: list[Job]
+    results: set[str]
+    seen: set[tuple[str, int]]
+
+    CHUNK = 500                                        # bound parameters per IN (...)
+
+    @classmethod
+    def load(cls, s: Session, job_ids: set[str]) -> _Known:
+        ids = sorted(job_ids)
+        chunks = [ids[i:i + cls.CHUNK] for i in range(0, len(ids), cls.CHUNK)]
+        jobs, results, seen = [], set(), set()
+        for chunk in chunks:
+            jobs += s.scalars(select(Job).where(Job.id.in_(chunk)))
+            results.update(s.scalars(select(Result.job_id).where(Result.job_id.in_(chunk))))
+            seen.update(s.execute(select(Transition.job_id, Transition.agent_seq)
+                                  .where(Transition.job_id.in_(chunk),
+                                         Transition.agent_seq.is_not(None))))
+        return cls(set(ids), jobs, results, seen)
 
 
 def _engine(url: str, create: bool = True) -> Engine:

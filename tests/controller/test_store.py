@@ -195,6 +195,33 @@ def test_a_batch_is_one_transaction_and_a_refused_message_spoils_none_of_it(stor
     assert store.devices()[0].load["cpu_percent"] == 10
 
 
+def test_a_batch_loading_its_jobs_up_front_judges_as_one_call_at_a_time_does(store):
+    """batch(job_ids) answers "seen?" and "stored?" from what it loaded, and from what it
+    stored itself: a redelivery inside the same batch, or of an earlier batch's message, is a
+    duplicate; a job it was not told of is looked up as usual."""
+    for agent in ("a", "b"):
+        online(store, agent)
+    store.create_campaign(["ncf"], "smoke", 1, ["a", "b"], "all", {})
+    ja, jb = sorted((d.job for d in store.claim_dispatches()), key=lambda j: j.agent_id)
+    accepted = event(ja, JobState.ACCEPTED, mllog=[":::MLLOG 1"])
+    store.apply_event(accepted)
+    preparing = event(ja, JobState.PREPARING)
+    with store.batch({ja.id}):
+        assert store.apply_event(accepted) is None                # stored by an earlier call
+        assert store.apply_event(preparing) is JobState.PREPARING
+        assert store.apply_event(preparing) is None                 # redelivered in this batch
+        assert store.apply_event(event(jb, JobState.ACCEPTED)) is JobState.ACCEPTED  # not loaded
+        assert store.store_result(result(ja)) is True
+        assert store.store_result(result(ja)) is False
+    with store.batch({ja.id, jb.id}):
+        assert store.store_result(result(ja)) is False            # stored by the last batch
+        assert store.apply_event(preparing) is None
+    assert store.log_lines(ja.id) == [":::MLLOG 1"]
+    assert [t.to_state for t in store.transitions(ja.id)] == [
+        "assigned", "accepted", "preparing", "running", "reporting", "done"]
+    assert store.job(jb.id).state == "accepted"
+
+
 def test_dispatch_takes_each_idle_devices_oldest_queued_job_in_one_pass(store):
     for name in ("a", "b", "c", "d"):
         online(store, name)
