@@ -45,7 +45,7 @@ import psutil  # noqa: E402
 from controller.broker_config import MAX_QUEUED_MESSAGES  # noqa: E402  (the lab broker's)
 
 BIN = Path(sys.executable).parent
-PER_PROCESS = 300          # paho select()s: a worker's fds must stay < 1024 (3 per agent)
+PER_PROCESS = 1000         # simulated agents per worker process (one thread, epoll)
 STATS_RE = re.compile(r"heartbeats: (\d+) applied of (\d+) heard")
 OFFLINE_RE = re.compile(r"device (\S+): no heartbeat for .* marking it offline")
 
