@@ -92,7 +92,8 @@ class FleetTrust(Gate):
                 self.store.enrol(status, env.key, "token")
             except StoreError as exc:
                 raise Refused("unknown-key", f"{agent_id}: {exc}") from None
-            self.forget()
+            with self._lock:        # not forget(): a fleet enrolling would re-read every key
+                self._keys[agent_id] = env.key      # at each message, O(fleet) per enrolment
             log.info("device %s enrolled with the enrolment token (key %s)", agent_id, fp)
             return
         note = None

@@ -78,6 +78,23 @@ def test_the_enrolment_token_approves_a_new_device_at_once(store, me):
     assert (dev.agent_id, dev.approved_by, dev.state) == ("pi-5", "token", "online")
 
 
+def test_a_fleet_enrolling_does_not_reread_every_key_per_device(store, me, monkeypatch):
+    """An enrolment adds its key to what the gate knows; re-reading all approved keys at each
+    message after one made enrolling N devices cost O(N²) (20 devices/s at 5,000)."""
+    gate = trust(store, me)
+    reads = []
+    real = store.approved_keys
+    monkeypatch.setattr(store, "approved_keys", lambda: reads.append(1) or real())
+    keys = {f"pi-{i}": Identity.generate() for i in range(30)}
+    for name, key in keys.items():
+        msg = status(name, key, proof=True)
+        assert send(gate, msg, T.agent_status(name), key) == msg
+        beat = Heartbeat(agent_id=name, boot=1, session="ab" * 8, cpu_percent=1,
+                         memory_percent=1, **seq())
+        assert send(gate, beat, T.agent_heartbeat(name), key) == beat    # heard at once
+    assert len(store.devices()) == 30 and len(reads) <= 2
+
+
 def test_a_proof_for_another_key_or_id_or_token_is_worth_nothing(store, me):
     gate, pi, mallory = trust(store, me), Identity.generate(), Identity.generate()
     stolen = status("pi-5", pi, proof=True)                          # pi's proof ...
