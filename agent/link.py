@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import ssl
 import threading
@@ -25,6 +26,8 @@ from agent.errors import BrokerUnavailable, ConfigError, MlperfEdgeError, Protoc
 from agent.protocol import Message, Topics, check_id
 
 M = TypeVar("M", bound=Message)
+#: Echoes awaited at once (older ones, lost with a connection, are forgotten).
+MAX_ECHOES = 64
 log = logging.getLogger(__name__)
 _WARNED: list[bool] = []          # the URL-password warning, said once per process
 
@@ -209,6 +212,7 @@ class Link:
         self._closing = False
         self._ever_connected = False
         self._barriers: dict[str, threading.Event] = {}
+        self._echoes: dict[str, Callable[[], None]] = {}
         self._will = will
         #: Called on the network thread after every (re)connect, once routes are subscribed.
         self.on_connected: list[Callable[[], None]] = []
@@ -361,10 +365,30 @@ class Link:
         self.client.publish(self.topics.sync(self.client_id), token.encode(), qos=1)
         return done.wait(timeout_s)
 
+    def echo(self, back: Callable[[float], None]) -> None:
+        """Publish to ourselves and call ``back(sent_at)`` on the network thread when it comes
+        back (not at all if it is lost with the connection). The broker queues it behind
+        everything sent to us before it arrived: a controller that handled the echo sent at T
+        has heard what the fleet published before T, however far behind it runs. The token is
+        unguessable, so nobody else on the broker can answer for it."""
+        token = f"echo-{secrets.token_hex(8)}"
+        sent_at = time.time()
+        self._echoes[token] = lambda: back(sent_at)
+        while len(self._echoes) > MAX_ECHOES:           # lost with a connection: forgotten
+            self._echoes.pop(next(iter(self._echoes)))
+        self.client.publish(self.topics.sync(self.client_id), token.encode(), qos=1)
+
     def _on_sync(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
-        event = self._barriers.pop(msg.payload.decode(errors="replace"), None)
+        token = msg.payload.decode(errors="replace")
+        event = self._barriers.pop(token, None)
         if event:
             event.set()
+        back = self._echoes.pop(token, None)
+        if back is not None:
+            try:
+                back()
+            except Exception:
+                log.exception("echo handler failed")
 
     def close(self, final: tuple[str, Message] | None = None, timeout_s: float = 5.0) -> None:
         """Optionally publish a last retained message (e.g. offline), then disconnect cleanly.

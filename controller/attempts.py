@@ -122,10 +122,16 @@ class AttemptRecords:
         now = time.time() if now is None else now
         out = []
         with self.tx() as s:
-            for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE))):
-                dev = s.get(Device, job.agent_id)
-                why = expired(job, dev.heartbeat_s if dev else 5.0,
-                              dev.capabilities if dev else None, now, assigned_s,
+            jobs = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
+            ids = sorted({job.agent_id for job in jobs})
+            devices: dict[str, tuple[float, dict | None]] = {}
+            for lo in range(0, len(ids), 500):       # one query, not one per active job
+                devices.update((a, (h, c)) for a, h, c in s.execute(
+                    select(Device.agent_id, Device.heartbeat_s, Device.capabilities)
+                    .where(Device.agent_id.in_(ids[lo:lo + 500]))))
+            for job in jobs:
+                heartbeat_s, capabilities = devices.get(job.agent_id, (5.0, None))
+                why = expired(job, heartbeat_s, capabilities, now, assigned_s,
                               listening_since, grace_s)
                 if why is None:
                     continue

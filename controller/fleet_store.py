@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent.identity import fingerprint
-from agent.protocol import AgentStatus, Heartbeat, Refusal
+from agent.protocol import AgentStatus, Heartbeat, JobState, Refusal
 from controller.errors import StoreError
 from controller.models import AgentRefusal, Device, Enrolment, Job, Rejection
 
@@ -156,6 +156,26 @@ class DeviceRecords:
         with self.tx() as s:
             s.execute(update(Device).where(Device.agent_id == agent_id)
                       .values(state="offline", reason=reason))
+
+    def mark_silent(self, silent: dict[str, str]) -> list[tuple[str, str]]:
+        """Mark these devices offline (agent id -> why) and their active jobs lost, in one
+        transaction (a commit per device held the store for seconds when thousands went
+        quiet at once); returns (job id, why) of the jobs lost."""
+        from controller.store import ACTIVE
+
+        lost: list[tuple[str, str]] = []
+        ids = sorted(silent)
+        with self.tx() as s:
+            for lo in range(0, len(ids), 500):
+                chunk = ids[lo:lo + 500]
+                for dev in s.scalars(select(Device).where(Device.agent_id.in_(chunk),
+                                                          Device.state == "online")):
+                    dev.state, dev.reason = "offline", silent[dev.agent_id]
+                for job in s.scalars(select(Job).where(Job.agent_id.in_(chunk),
+                                                       Job.state.in_(ACTIVE))):
+                    self._move(s, job, JobState.LOST, "controller", silent[job.agent_id])
+                    lost.append((job.id, silent[job.agent_id]))
+        return lost
 
     # -- enrolment ---------------------------------------------------------------------------
     def note_enrolment(self, status: AgentStatus, key: str, note: str | None = None) -> bool:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from agent.display import quality_text
+from agent.identity import fingerprint
 from agent.link import Link
 from agent.protocol import (
     DEFAULT_PREFIX,
@@ -30,7 +32,7 @@ from controller.attempts import RETRYABLE_REFUSALS
 from controller.errors import StoreError
 from controller.settings import ControllerSettings
 from controller.store import Store, redact
-from controller.trust import FleetTrust
+from controller.trust import MAX_TOLD, FleetTrust
 
 log = logging.getLogger("mlperf.controller")
 
@@ -42,9 +44,12 @@ VERSION = "2"
 FLUSH_S = 2.0
 #: Seconds between the heartbeat statistics lines.
 STATS_S = 30.0
-#: Seconds the writer may lag behind what was heard before the dispatcher stops judging
-#: devices silent (their heartbeats may be among the unread).
-BEHIND_S = 1.0
+#: An echo not back after this long is sent again (lost with a connection), s.
+ECHO_AGAIN_S = 30.0
+#: Behind the fleet by more than this, the controller says so (at most every STATS_S), s.
+BEHIND_S = 10.0
+#: Leases are checked this often (every active job is read), s.
+LEASES_S = 2.0
 #: After the controller (re)connects, devices it has not heard from since get this long to
 #: come back (an agent's reconnect backoff reaches 30 s) before they count as gone, s.
 RECONNECT_GRACE_S = 45.0
@@ -76,10 +81,11 @@ class BeatStats:
     def due(self) -> bool:
         return self.heard > 0 and time.monotonic() - self.since >= self.every_s
 
-    def line(self) -> str:
+    def line(self, behind_s: float | None = None) -> str:
         span = time.monotonic() - self.since
         text = (f"heartbeats: {self.applied} applied of {self.heard} heard in {span:.0f} s, "
-                f"{self.batches} write(s), {self.write_s * 1000:.0f} ms writing")
+                f"{self.batches} write(s), {self.write_s * 1000:.0f} ms writing"
+                + (f", {behind_s:.1f} s behind the fleet" if behind_s is not None else ""))
         self._reset(time.monotonic())
         return text
 
@@ -110,6 +116,7 @@ class ControllerService:
         if settings.prefix == DEFAULT_PREFIX:          # agents older than schema 2
             self.link.route_raw(f"{LEGACY_PREFIX}/agents/+/status", self.trust.legacy)
         self.link.on_refused.append(self.trust.count)
+        self.trust.enrolments = lambda status, key: self._enqueue("enrol", (status, key))
         self.link.on_connected.append(self._on_connected)
         self._listening_since = time.time()
         self._wake = threading.Event()
@@ -119,7 +126,18 @@ class ControllerService:
         self._inbox: list[tuple[str, Message]] = []
         self._inbox_lock = threading.Lock()
         self._inbox_ready = threading.Event()
-        self._inbox_since: float | None = None           # monotonic time of the oldest unread
+        # Silence is judged against what has been heard, not against the clock: the wall time
+        # of the newest echo of ourselves the writer stored behind the fleet's messages (a
+        # controller running behind must not call the devices whose beats it has not yet
+        # read silent, which put more work on it: the collapse past 250 agents).
+        self._heard_through: float | None = None
+        self._echo_out: float | None = None              # monotonic time the echo went
+        self._told_behind = 0.0
+        self._leases_at = 0.0
+        self._said: dict[str, int] = {}
+        self._said_since = time.monotonic()
+        self._stores = {"event": self._store_event, "result": self._store_result,
+                        "status": self._store_status, "enrol": self._store_enrolment}
         self._beat_stats = BeatStats()
         self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self._flushed = time.monotonic()
@@ -128,6 +146,7 @@ class ControllerService:
 
     def _on_connected(self) -> None:
         self._listening_since = time.time()      # what came before (un)heard is not silence
+        self._echo_out = None
         self.link.publish(self.topics.controller_status(), self._presence("online"),
                           retain=True)
 
@@ -154,7 +173,8 @@ class ControllerService:
             if thread.is_alive():
                 thread.join(timeout=10)
         if self._beat_stats.heard:
-            log.info("%s", self._beat_stats.line())
+            log.info("%s", self._beat_stats.line(self.behind_s()))
+        self._roll_said(end=True)
         self.trust.flush()
         self.store.mark_serving(False)
         self.link.close(final=(self.topics.controller_status(), self._presence("offline")))
@@ -168,23 +188,7 @@ class ControllerService:
         if self.topics.parse(topic).agent_id != status.agent_id:
             log.warning("status on %s claims agent %s; ignored", topic, status.agent_id)
             return
-        before = self.store.device(status.agent_id)
-        previous, applied = self.store.device_status(status)
-        if applied and before is not None and before.state == "online" and before.instance \
-                and before.instance != status.instance and not status.last_will:
-            log.warning("device %s now answers from another installation (instance %s, was %s)"
-                        ": if both still run, one must take another --name", status.agent_id,
-                        status.instance, before.instance)
-        if not applied:
-            log.debug("status of %s (boot %d, seq %d) is not news; ignored", status.agent_id,
-                      status.boot, status.seq)
-            return
-        if previous != status.state:
-            log.info("device %s is %s%s", status.agent_id, status.state,
-                     f" ({status.reason})" if status.reason else "")
-        if status.state == "offline":
-            self._lose_jobs(status.agent_id, f"agent went offline: {status.reason or 'no reason'}")
-        self._wake.set()
+        self._enqueue("status", status)
 
     def _on_heartbeat(self, topic: str, beat: Heartbeat) -> None:
         if self.topics.parse(topic).agent_id == beat.agent_id:
@@ -205,17 +209,22 @@ class ControllerService:
             return False
         return True
 
-    def _enqueue(self, kind: str, message: Message) -> None:
+    def _enqueue(self, kind: str, message: Any) -> None:
         with self._inbox_lock:
-            if not self._inbox:
-                self._inbox_since = time.monotonic()
             self._inbox.append((kind, message))
         self._inbox_ready.set()
 
-    def _behind_s(self) -> float:
-        """How long the oldest message heard but not yet stored has waited, s."""
-        since = self._inbox_since
-        return 0.0 if since is None else time.monotonic() - since
+    def _send_echo(self) -> None:
+        """Keep one echo of ourselves on its way through the broker (see _heard_through)."""
+        now = time.monotonic()
+        if self._echo_out is None or now - self._echo_out > ECHO_AGAIN_S:
+            self._echo_out = now
+            self.link.echo(lambda sent_at: self._enqueue("echo", sent_at))
+
+    def behind_s(self) -> float | None:
+        """How far behind what the fleet publishes the store is, s (None: not known yet)."""
+        through = self._heard_through
+        return None if through is None else max(0.0, time.time() - through)
 
     # -- the writer: what was heard, stored in batches -----------------------------------------
     def _write_loop(self) -> None:
@@ -234,10 +243,13 @@ class ControllerService:
         with self._inbox_lock:
             batch, self._inbox = self._inbox, []
             self._inbox_ready.clear()
+        echoes = [sent_at for kind, sent_at in batch if kind == "echo"]
+        batch = [item for item in batch if item[0] != "echo"]
         if batch:
             started = time.monotonic()
             try:
-                with self.store.batch({m.job_id for kind, m in batch if kind != "beat"}):
+                with self.store.batch({m.job_id for kind, m in batch
+                                       if kind in ("event", "result")}):
                     effects, applied = self._store_all(batch)
             except Exception as exc:  # noqa: BLE001 (one bad row must not lose the others)
                 log.warning("storing %d message(s) together failed (%s); storing them one by "
@@ -249,15 +261,16 @@ class ControllerService:
                         effects, applied = effects + more, applied + n
                     except Exception:                  # noqa: BLE001
                         log.exception("could not store a %s; dropped", item[0])
-            with self._inbox_lock:
-                if not self._inbox:
-                    self._inbox_since = None
             self._beat_stats.add(sum(kind == "beat" for kind, _ in batch), applied,
                                  time.monotonic() - started)
             for effect in effects:                     # after the commit: acks, logs, wakes
                 effect()
+        if echoes:                                     # all heard before them is stored
+            self._heard_through = max(echoes)
+            self._echo_out = None
         if self._beat_stats.due():
-            log.info("%s", self._beat_stats.line())
+            log.info("%s", self._beat_stats.line(self.behind_s()))
+        self._roll_said()
 
     def _store_all(self, batch: list[tuple[str, Message]]) -> tuple[list, int]:
         """Store ``batch`` in arrival order (consecutive heartbeats with one call); returns
@@ -277,10 +290,68 @@ class ControllerService:
                         effects.append(lambda a=beat.agent_id: self._back(a))
                 i = j
                 continue
-            effects.append(self._store_event(message) if kind == "event"
-                           else self._store_result(message))
+            effects.append(self._stores[kind](message))
             i += 1
         return effects, applied
+
+    def _store_enrolment(self, item: tuple[AgentStatus, str]):
+        status, key = item
+        try:
+            self.store.enrol(status, key, "token")
+        except StoreError as exc:
+            self.trust.unlearn(status.agent_id, key)
+            return lambda why=str(exc): log.warning("device %s not enrolled: %s",
+                                                    status.agent_id, why)
+        return lambda: self._say("enrolled", status.agent_id,
+                                 f"device %s enrolled with the enrolment token (key "
+                                 f"{fingerprint(key)})")
+
+    def _store_status(self, status: AgentStatus):
+        before = self.store.device(status.agent_id)
+        was = (before.state, before.instance) if before is not None else (None, None)
+        try:
+            previous, applied = self.store.device_status(status)
+        except StoreError as exc:
+            return lambda why=str(exc): log.warning("%s; ignored", why)
+        if not applied:
+            return lambda: log.debug("status of %s (boot %d, seq %d) is not news; ignored",
+                                     status.agent_id, status.boot, status.seq)
+        lost = []
+        if status.state == "offline":
+            why = f"agent went offline: {status.reason or 'no reason'}"
+            lost = [job.id for job in self.store.active_jobs(status.agent_id)
+                    if self.store.mark_lost(job.id, why)]
+
+        def after() -> None:
+            if was[0] == "online" and was[1] and was[1] != status.instance \
+                    and not status.last_will:
+                log.warning("device %s now answers from another installation (instance %s, "
+                            "was %s): if both still run, one must take another --name",
+                            status.agent_id, status.instance, was[1])
+            if previous != status.state:
+                self._say(status.state, status.agent_id, f"device %s is {status.state}"
+                          + (f" ({status.reason})" if status.reason else ""))
+            for job_id in lost:
+                log.warning("job %s lost: %s", job_id, why)
+            self._wake.set()
+        return after
+
+    def _say(self, what: str, agent_id: str, line: str) -> None:
+        """One INFO line per device for the first MAX_TOLD of a kind in a STATS_S window,
+        then one line counting the rest (10,000 devices coming online at once)."""
+        self._roll_said()
+        n = self._said[what] = self._said.get(what, 0) + 1
+        if n <= MAX_TOLD:
+            log.info(line, agent_id)
+
+    def _roll_said(self, end: bool = False) -> None:
+        """At the end of a window (or of serving): count what was not said one by one."""
+        now = time.monotonic()
+        if end or now - self._said_since > STATS_S:
+            for what, n in self._said.items():
+                if n > MAX_TOLD:
+                    log.info("%d more devices %s", n - MAX_TOLD, what)
+            self._said, self._said_since = {}, now
 
     def _back(self, agent_id: str) -> None:
         log.info("device %s is beating again", agent_id)
@@ -351,26 +422,10 @@ class ControllerService:
             self._flushed = time.monotonic()
         if not self.link.connected.is_set():
             return                     # cut off: silence says nothing, nothing can be sent
-        listening = self._listening_since
-        for job_id, why, again in self.store.expire_leases(
-                assigned_s=self.assign_timeout_s, listening_since=listening,
-                grace_s=RECONNECT_GRACE_S):
-            log.warning("job %s lost: lease expired: %s%s", job_id, why,
-                        f"; retrying it as {again}" if again else "")
-        for lost, again in self.store.retry_lost(RECONNECT_GRACE_S):
-            log.warning("job %s still lost after %.0f s: retrying it as %s", lost,
-                        RECONNECT_GRACE_S, again)
-        behind_s = self._behind_s()
-        stale = [] if behind_s > BEHIND_S else self.store.stale_devices(
-            time.time(), self.heartbeat_beats, listening, RECONNECT_GRACE_S)
-        if behind_s > BEHIND_S:
-            log.debug("%.1f s behind on what was heard: nobody is judged silent", behind_s)
-        for device in stale:
-            silent_s = time.time() - device.last_seen
-            reason = f"no heartbeat for {silent_s:.0f} s"
-            log.warning("device %s: %s; marking it offline", device.agent_id, reason)
-            self.store.set_offline(device.agent_id, reason)
-            self._lose_jobs(device.agent_id, reason)
+        self._send_echo()
+        through = self._heard_through
+        if through is not None:
+            self._judge_silence(through)
         for d in self.store.claim_dispatches():
             job = d.job
             try:
@@ -390,8 +445,33 @@ class ControllerService:
         for campaign_id in self.store.close_finished_campaigns():
             log.info("campaign %s finished", campaign_id)
 
-    def _lose_jobs(self, agent_id: str, reason: str) -> None:
-        for job in self.store.active_jobs(agent_id):
-            if self.store.mark_lost(job.id, reason):
-                log.warning("job %s lost: %s", job.id, reason)
-
+    def _judge_silence(self, through: float) -> None:
+        """Leases and heartbeats, judged as of ``through`` (what has been heard), not now."""
+        listening = self._listening_since
+        behind_s = time.time() - through
+        if behind_s > BEHIND_S and time.monotonic() - self._told_behind > STATS_S:
+            self._told_behind = time.monotonic()
+            log.warning("%.0f s behind what the fleet sends: silence is judged against what "
+                        "has been heard", behind_s)
+        if time.monotonic() - self._leases_at > LEASES_S:
+            self._leases_at = time.monotonic()
+            for job_id, why, again in self.store.expire_leases(
+                    now=through, assigned_s=self.assign_timeout_s, listening_since=listening,
+                    grace_s=RECONNECT_GRACE_S):
+                log.warning("job %s lost: lease expired: %s%s", job_id, why,
+                            f"; retrying it as {again}" if again else "")
+            for lost, again in self.store.retry_lost(RECONNECT_GRACE_S, now=through):
+                log.warning("job %s still lost after %.0f s: retrying it as %s", lost,
+                            RECONNECT_GRACE_S, again)
+        stale = self.store.stale_devices(through, self.heartbeat_beats, listening,
+                                         RECONNECT_GRACE_S)
+        if not stale:
+            return
+        silent = {d.agent_id: f"no heartbeat for {through - d.last_seen:.0f} s" for d in stale}
+        for agent_id, why in list(silent.items())[:MAX_TOLD]:
+            log.warning("device %s: %s; marking it offline", agent_id, why)
+        if len(silent) > MAX_TOLD:
+            log.warning("%d more devices silent; marking them offline (`mlperf-controller "
+                        "devices` lists them)", len(silent) - MAX_TOLD)
+        for job_id, why in self.store.mark_silent(silent):
+            log.warning("job %s lost: %s", job_id, why)

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.envelope import Envelope
@@ -47,6 +48,11 @@ class FleetTrust(Gate):
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], list[Any]] = {}
         self._told: set[tuple[str, str]] = set()
+        #: Where a token enrolment goes: None stores it at once (a command's brief look at the
+        #: broker); the serving controller's writer stores them in batches (a commit each held
+        #: a fleet of 10,000 connecting at once for a minute) and calls :meth:`unlearn` for
+        #: one the store refuses.
+        self.enrolments: Callable[[AgentStatus, str], None] | None = None
 
     # -- keys --------------------------------------------------------------------------------
     def _key_for(self, agent_id: str) -> str | None:
@@ -59,6 +65,12 @@ class FleetTrust(Gate):
                 self._keys, self._loaded = self.store.approved_keys(), now
                 key = self._keys.get(agent_id)
             return key
+
+    def unlearn(self, agent_id: str, key: str) -> None:
+        """The store refused to enrol ``agent_id`` with ``key``: stop admitting it."""
+        with self._lock:
+            if self._keys.get(agent_id) == key:
+                del self._keys[agent_id]
 
     def forget(self) -> None:
         """Re-read approved keys at the next message (after an approval in this process)."""
@@ -88,13 +100,16 @@ class FleetTrust(Gate):
         approved = self._key_for(agent_id)
         if self.token and approved is None and proof_matches(self.token, agent_id, env.key,
                                                              status.enrolment):
-            try:
-                self.store.enrol(status, env.key, "token")
-            except StoreError as exc:
-                raise Refused("unknown-key", f"{agent_id}: {exc}") from None
+            if self.enrolments is not None:
+                self.enrolments(status, env.key)
+            else:
+                try:
+                    self.store.enrol(status, env.key, "token")
+                except StoreError as exc:
+                    raise Refused("unknown-key", f"{agent_id}: {exc}") from None
+                log.info("device %s enrolled with the enrolment token (key %s)", agent_id, fp)
             with self._lock:        # not forget(): a fleet enrolling would re-read every key
                 self._keys[agent_id] = env.key      # at each message, O(fleet) per enrolment
-            log.info("device %s enrolled with the enrolment token (key %s)", agent_id, fp)
             return
         note = None
         if approved is not None:

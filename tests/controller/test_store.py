@@ -146,6 +146,26 @@ def test_stale_devices_and_heartbeats(store):
     assert store.devices()[0].load["cpu_percent"] == 10
 
 
+def test_silent_devices_go_offline_with_their_jobs_lost_in_one_call(store):
+    """mark_silent: each named device offline with its own reason, its active jobs lost with
+    that reason; other devices, their jobs, and a device already offline are left alone."""
+    for name in ("a", "b", "c"):
+        online(store, name)
+    store.create_campaign(["ncf"], "smoke", 1, ["a", "b", "c"], "all", {})
+    jobs = {d.agent_id: d.job.id for d in store.claim_dispatches()}
+    store.set_offline("c", "went away")
+    lost = store.mark_silent({"a": "no heartbeat for 16 s", "c": "no heartbeat for 99 s"})
+    assert sorted(lost) == [(jobs["a"], "no heartbeat for 16 s"),
+                            (jobs["c"], "no heartbeat for 99 s")]
+    by_id = {d.agent_id: d for d in store.devices()}
+    assert (by_id["a"].state, by_id["a"].reason) == ("offline", "no heartbeat for 16 s")
+    assert (by_id["c"].state, by_id["c"].reason) == ("offline", "went away")
+    assert by_id["b"].state == "online"
+    states = {j.agent_id: j.state for j in store.jobs()}
+    assert states == {"a": "lost", "b": "assigned", "c": "lost"}
+    assert store.mark_silent({}) == []
+
+
 def test_heartbeats_of_another_connection_or_replayed_are_not_applied(store):
     online(store, "a")
     first = beat()
