@@ -354,7 +354,7 @@ class ControllerService:
             self._said, self._said_since = {}, now
 
     def _back(self, agent_id: str) -> None:
-        log.info("device %s is beating again", agent_id)
+        self._say("beating again", agent_id, "device %s is beating again")
         self._wake.set()
 
     def _store_event(self, event: JobEvent):
