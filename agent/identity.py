@@ -49,7 +49,7 @@ def _canonical(text: str) -> bytes:
     return raw
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)              # a controller verifies every device's key in turn
 def _public(key_b64: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(_canonical(key_b64))
 

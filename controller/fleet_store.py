@@ -85,43 +85,60 @@ class DeviceRecords:
     def heartbeats(self, beats: list[Heartbeat]) -> list[tuple[str | None, bool]]:
         """:meth:`heartbeat` for many, in arrival order, in one transaction (a controller with
         thousands of agents writes them in batches: a commit per beat was 63 % of its MQTT
-        thread). Devices and the jobs the beats name are read with one query each."""
+        thread). Reads the few columns it judges by, writes with one executemany per table
+        (the ORM's unit of work was 1 ms a beat at 5,000 agents)."""
         if not beats:
             return []
         now = time.time()
         out: list[tuple[str | None, bool]] = []
         with self.tx() as s:
-            devices: dict[str, Device] = {}
+            known: dict[str, list] = {}                 # agent id -> [key, session, seq, state]
             ids = sorted({b.agent_id for b in beats})
             for lo in range(0, len(ids), 500):
-                devices.update((d.agent_id, d) for d in s.scalars(
-                    select(Device).where(Device.agent_id.in_(ids[lo:lo + 500]))))
-            renew: dict[str, tuple[str, float, Heartbeat]] = {}    # job id -> (agent, when)
+                known.update((a, [k, sess, seq, st]) for a, k, sess, seq, st in s.execute(
+                    select(Device.agent_id, Device.key, Device.session, Device.beat_seq,
+                           Device.state).where(Device.agent_id.in_(ids[lo:lo + 500]))))
+            writes: dict[str, dict[str, Any]] = {}
+            renew: dict[str, tuple[str, Heartbeat]] = {}     # job id -> (agent, beat)
             for beat in beats:
-                dev = devices.get(beat.agent_id)
-                if dev is None or dev.key is None or dev.session != beat.session:
-                    out.append(((dev.state if dev else None), False))
+                dev = known.get(beat.agent_id)
+                if dev is None or dev[0] is None or dev[1] != beat.session:
+                    out.append(((dev[3] if dev else None), False))
                     continue
-                if dev.beat_seq is not None and beat.seq <= dev.beat_seq:
-                    out.append((dev.state, False))
+                if dev[2] is not None and beat.seq <= dev[2]:
+                    out.append((dev[3], False))
                     continue
-                out.append((dev.state, True))
-                dev.state, dev.last_seen, dev.beat_seq = "online", now, beat.seq
-                dev.load = beat.model_dump(include={"cpu_percent", "memory_percent",
-                                                    "temperature_c", "job_id", "queued_jobs"})
+                out.append((dev[3], True))
+                dev[2], dev[3] = beat.seq, "online"
+                writes[beat.agent_id] = {
+                    "agent_id": beat.agent_id, "state": "online", "last_seen": now,
+                    "beat_seq": beat.seq,
+                    "load": beat.model_dump(include={"cpu_percent", "memory_percent",
+                                                     "temperature_c", "job_id", "queued_jobs"})}
                 for job_id in ([beat.job_id] if beat.job_id else []) + list(beat.queued):
-                    renew[job_id] = (beat.agent_id, now, beat)
-            ids = sorted(renew)
-            for lo in range(0, len(ids), 500):          # the leases of what they are on
-                for job in s.scalars(select(Job).where(Job.id.in_(ids[lo:lo + 500]))):
-                    agent_id, when, beat = renew[job.id]
-                    if job.agent_id != agent_id:
-                        continue
-                    job.renewed_at = when
-                    if job.state == "lost":             # it was only cut off: still on it
-                        now_state = beat.job_state if job.id == beat.job_id else "accepted"
-                        self._revive(s, job, now_state)
+                    renew[job_id] = (beat.agent_id, beat)
+            if writes:
+                s.execute(update(Device), list(writes.values()))
+            self._renew_named(s, renew, now)
         return out
+
+    def _renew_named(self, s: Any, renew: dict[str, tuple[str, Heartbeat]], now: float) -> None:
+        """The leases of the jobs heartbeats named, on the device that named them; a lost one
+        its device still names was only cut off: it is revived."""
+        ids, held, lost = sorted(renew), [], []
+        for lo in range(0, len(ids), 500):
+            for job_id, agent_id, state in s.execute(
+                    select(Job.id, Job.agent_id, Job.state).where(Job.id.in_(ids[lo:lo + 500]))):
+                if agent_id == renew[job_id][0]:
+                    held.append({"id": job_id, "renewed_at": now})
+                    if state == "lost":
+                        lost.append(job_id)
+        if held:
+            s.execute(update(Job), held)
+        for job in (s.get(Job, job_id) for job_id in lost):
+            beat = renew[job.id][1]
+            job.renewed_at = now
+            self._revive(s, job, beat.job_state if job.id == beat.job_id else "accepted")
 
     def device(self, agent_id: str) -> Device | None:
         with self.tx() as s:

@@ -50,6 +50,8 @@ ECHO_AGAIN_S = 30.0
 BEHIND_S = 10.0
 #: Leases are checked this often (every active job is read), s.
 LEASES_S = 2.0
+#: Silence is judged this often (every online device's last word is read), s.
+SILENCE_S = 1.0
 #: After the controller (re)connects, devices it has not heard from since get this long to
 #: come back (an agent's reconnect backoff reaches 30 s) before they count as gone, s.
 RECONNECT_GRACE_S = 45.0
@@ -133,7 +135,7 @@ class ControllerService:
         self._heard_through: float | None = None
         self._echo_out: float | None = None              # monotonic time the echo went
         self._told_behind = 0.0
-        self._leases_at = 0.0
+        self._leases_at = self._silence_at = 0.0
         self._said: dict[str, int] = {}
         self._said_since = time.monotonic()
         self._stores = {"event": self._store_event, "result": self._store_result,
@@ -463,6 +465,9 @@ class ControllerService:
             for lost, again in self.store.retry_lost(RECONNECT_GRACE_S, now=through):
                 log.warning("job %s still lost after %.0f s: retrying it as %s", lost,
                             RECONNECT_GRACE_S, again)
+        if time.monotonic() - self._silence_at < SILENCE_S:
+            return
+        self._silence_at = time.monotonic()
         stale = self.store.stale_devices(through, self.heartbeat_beats, listening,
                                          RECONNECT_GRACE_S)
         if not stale:
