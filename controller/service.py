@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from agent.display import quality_text
@@ -58,6 +59,10 @@ RECONNECT_GRACE_S = 45.0
 #: The writer waits this long after the first message of a batch for more to join it: one
 #: SQLite commit (an fsync, ~4 ms here) per batch instead of one per heartbeat, s.
 GATHER_S = 0.05
+#: Unopened heartbeats kept per device between writes (the newest first is verified; older
+#: ones are tried only if it is refused) and devices with heartbeats waiting, at most.
+BEAT_CANDIDATES = 4
+MAX_BEAT_TOPICS = 200_000
 #: QoS 1 sends awaiting the broker's ack: at paho's 20 (or the agent's 100), a campaign's
 #: thousand assignments went out a hundred per round trip behind the incoming traffic.
 MAX_INFLIGHT = 2000
@@ -73,10 +78,12 @@ class BeatStats:
 
     def _reset(self, now: float) -> None:
         self.since, self.heard, self.applied, self.batches, self.write_s = now, 0, 0, 0, 0.0
+        self.superseded = 0
 
-    def add(self, heard: int, applied: int, write_s: float) -> None:
+    def add(self, heard: int, applied: int, superseded: int, write_s: float) -> None:
         self.heard += heard
         self.applied += applied
+        self.superseded += superseded
         self.batches += 1
         self.write_s += write_s
 
@@ -85,7 +92,8 @@ class BeatStats:
 
     def line(self, behind_s: float | None = None) -> str:
         span = time.monotonic() - self.since
-        text = (f"heartbeats: {self.applied} applied of {self.heard} heard in {span:.0f} s, "
+        text = (f"heartbeats: {self.applied} applied of {self.heard} heard in {span:.0f} s "
+                f"({self.superseded} superseded by a newer one of the same device), "
                 f"{self.batches} write(s), {self.write_s * 1000:.0f} ms writing"
                 + (f", {behind_s:.1f} s behind the fleet" if behind_s is not None else ""))
         self._reset(time.monotonic())
@@ -111,7 +119,7 @@ class ControllerService:
                          max_inflight=MAX_INFLIGHT,
                          will=lambda: (t.controller_status(), self._presence("offline")))
         self.link.route(t.all_agent_status(), AgentStatus, self._on_status)
-        self.link.route(t.all_heartbeats(), Heartbeat, self._on_heartbeat)
+        self.link.route_unopened(t.all_heartbeats(), self._on_beat_bytes)
         self.link.route(t.all_job_events(), JobEvent, self._on_event)
         self.link.route(t.all_job_results(), JobResult, self._on_result)
         self.link.route(t.all_refusals(), Refusal, self._on_refusal)
@@ -128,6 +136,9 @@ class ControllerService:
         self._inbox: list[tuple[str, Message]] = []
         self._inbox_lock = threading.Lock()
         self._inbox_ready = threading.Event()
+        # heartbeat topic -> [heard since the last write, the newest unopened payloads]
+        self._beats: dict[str, list] = {}
+        self._beats_heard = self._beats_dropped = 0
         # Silence is judged against what has been heard, not against the clock: the wall time
         # of the newest echo of ourselves the writer stored behind the fleet's messages (a
         # controller running behind must not call the devices whose beats it has not yet
@@ -192,9 +203,37 @@ class ControllerService:
             return
         self._enqueue("status", status)
 
-    def _on_heartbeat(self, topic: str, beat: Heartbeat) -> None:
-        if self.topics.parse(topic).agent_id == beat.agent_id:
-            self._enqueue("beat", beat)
+    def _on_beat_bytes(self, topic: str, payload: bytes) -> None:
+        """A heartbeat, kept unopened with the device's others not yet written: only the
+        newest that the gate admits is written (see _open_beats)."""
+        with self._inbox_lock:
+            waiting = self._beats.get(topic)
+            if waiting is None:
+                if len(self._beats) >= MAX_BEAT_TOPICS:
+                    self._beats_dropped += 1
+                    return
+                waiting = self._beats[topic] = [0, deque(maxlen=BEAT_CANDIDATES)]
+            waiting[0] += 1
+            waiting[1].append(payload)
+            self._beats_heard += 1
+        self._inbox_ready.set()
+
+    def _open_beats(self, waiting: dict[str, list]) -> tuple[list[Heartbeat], int]:
+        """The newest heartbeat of each device the gate admits, newest first: older ones of
+        the same device are superseded (it is beating; what the newer says is what counts) and
+        never verified. A controller that falls behind thus verifies one beat per device per
+        batch, not every one sent while it was behind. Returns (beats, superseded)."""
+        beats, superseded = [], 0
+        for topic, (heard, payloads) in waiting.items():
+            tried = 0
+            while payloads:
+                tried += 1
+                beat = self.link.admit(topic, payloads.pop(), Heartbeat)
+                if beat is not None and self.topics.parse(topic).agent_id == beat.agent_id:
+                    beats.append(beat)
+                    superseded += heard - tried          # older, never opened
+                    break
+        return beats, superseded
 
     def _on_event(self, topic: str, event: JobEvent) -> None:
         if self._job_topic_matches(topic, event.agent_id, event.job_id):
@@ -244,10 +283,16 @@ class ControllerService:
         log it and wake the dispatcher where it changed something."""
         with self._inbox_lock:
             batch, self._inbox = self._inbox, []
+            waiting, self._beats = self._beats, {}
+            heard, self._beats_heard = self._beats_heard, 0
             self._inbox_ready.clear()
         echoes = [sent_at for kind, sent_at in batch if kind == "echo"]
-        batch = [item for item in batch if item[0] != "echo"]
-        if batch:
+        beats, superseded = self._open_beats(waiting)
+        # Heartbeats first: a beat of an older connection then meets the session it belongs to
+        # (a Last Will after it in this batch still ends that session); one of a newer
+        # connection is only not applied (the next is).
+        batch = [("beat", b) for b in beats] + [item for item in batch if item[0] != "echo"]
+        if batch or heard:
             started = time.monotonic()
             try:
                 with self.store.batch({m.job_id for kind, m in batch
@@ -263,8 +308,11 @@ class ControllerService:
                         effects, applied = effects + more, applied + n
                     except Exception:                  # noqa: BLE001
                         log.exception("could not store a %s; dropped", item[0])
-            self._beat_stats.add(sum(kind == "beat" for kind, _ in batch), applied,
-                                 time.monotonic() - started)
+            self._beat_stats.add(heard, applied, superseded, time.monotonic() - started)
+            if self._beats_dropped:
+                log.warning("%d heartbeat(s) dropped unread: more than %d devices had one "
+                            "waiting", self._beats_dropped, MAX_BEAT_TOPICS)
+                self._beats_dropped = 0
             for effect in effects:                     # after the commit: acks, logs, wakes
                 effect()
         if echoes:                                     # all heard before them is stored

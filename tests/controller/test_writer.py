@@ -1,0 +1,151 @@
+"""The serving controller's writer (controller.service): heartbeats kept unopened and only each
+device's newest verified and written; statuses and token enrolments stored in batches; silence
+judged against what was heard. A real ControllerService (not connected: the broker part is in
+tests/integration/test_controller_behind.py), real signatures, a real SQLite store."""
+
+import json
+
+import pytest
+
+from agent.envelope import seal
+from agent.identity import Identity, enrolment_proof
+from agent.protocol import AgentStatus, Heartbeat, Sequence
+from controller.service import ControllerService
+from controller.settings import ControllerSettings
+from controller.store import Store
+
+TOKEN = "a-lab-token-of-some-length"
+SESSION = "ab" * 8
+seq = Sequence()
+
+
+@pytest.fixture
+def service(tmp_path):
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    settings = ControllerSettings(broker="mqtt://127.0.0.1:1", db=f"sqlite:///{tmp_path}/c.db",
+                                  prefix="lab/v2", identity=tmp_path / "controller_ed25519",
+                                  enrol_token_file=token)
+    store = Store(settings.db)
+    svc = ControllerService(settings, store)
+    yield svc
+    store.close()
+
+
+def status(agent_id, key, **over):
+    return AgentStatus(**{**dict(
+        agent_id=agent_id, name=agent_id, state="online", boot=1, session=SESSION,
+        heartbeat_s=5, enrolment=enrolment_proof(TOKEN, agent_id, key.public_b64)),
+        **seq(), **over})
+
+
+def beat(agent_id, **over):
+    return Heartbeat(**{**dict(agent_id=agent_id, boot=1, session=SESSION, cpu_percent=1,
+                               memory_percent=1), **seq(), **over})
+
+
+def hear(svc, agent_id, key, message, kind="status"):
+    """What the MQTT thread does with a message on the agent's topic."""
+    t = svc.topics
+    if kind == "status":
+        topic = t.agent_status(agent_id)
+        svc._on_status(topic, svc.link.admit(topic, seal(message, topic, key), AgentStatus))
+    else:
+        topic = t.agent_heartbeat(agent_id)
+        svc._on_beat_bytes(topic, seal(message, topic, key))
+
+
+def forged(payload: bytes) -> bytes:
+    """The same envelope with its body changed after signing."""
+    env = json.loads(payload)
+    env["body"] = env["body"].replace('"cpu_percent":5.0', '"cpu_percent":99.0')
+    return json.dumps(env).encode()
+
+
+def test_enrolment_status_and_beats_are_stored_by_the_writer_in_one_batch(service):
+    pis = {f"pi-{i}": Identity.generate() for i in range(3)}
+    for name, key in pis.items():
+        hear(service, name, key, status(name, key))
+    assert service.store.devices() == []              # nothing written on the MQTT thread
+    service._write_inbox()
+    devices = {d.agent_id: d for d in service.store.devices()}
+    assert sorted(devices) == sorted(pis)
+    assert all(d.state == "online" and d.approved_by == "token" for d in devices.values())
+    assert all(d.key == pis[a].public_b64 for a, d in devices.items())
+
+
+def test_only_the_newest_heartbeat_of_a_device_is_verified_and_written(service, monkeypatch):
+    pi = Identity.generate()
+    hear(service, "pi-1", pi, status("pi-1", pi))
+    service._write_inbox()
+    beats = [beat("pi-1", cpu_percent=float(n)) for n in range(1, 4)]
+    for b in beats:
+        hear(service, "pi-1", pi, b, kind="beat")
+    checked = []
+    admit = service.trust.admit
+    monkeypatch.setattr(service.trust, "admit",
+                        lambda *a, **k: checked.append(a[0]) or admit(*a, **k))
+    service._write_inbox()
+    assert len(checked) == 1                           # the newest only
+    [dev] = service.store.devices()
+    assert dev.load["cpu_percent"] == 3.0 and dev.beat_seq == beats[-1].seq
+    assert (service._beat_stats.heard, service._beat_stats.applied,
+            service._beat_stats.superseded) == (3, 1, 2)
+
+
+def test_a_forged_newest_heartbeat_is_refused_and_the_one_before_it_written(service):
+    pi = Identity.generate()
+    hear(service, "pi-1", pi, status("pi-1", pi))
+    service._write_inbox()
+    good = beat("pi-1", cpu_percent=4.0)
+    hear(service, "pi-1", pi, good, kind="beat")
+    topic = service.topics.agent_heartbeat("pi-1")
+    service._on_beat_bytes(topic, forged(seal(beat("pi-1", cpu_percent=5.0), topic, pi)))
+    service._write_inbox()
+    [dev] = service.store.devices()
+    assert dev.load["cpu_percent"] == 4.0 and dev.beat_seq == good.seq
+    assert service.link.refusals.total["signature"] == 1
+    # A heartbeat signed by a key nobody approved is refused however new it is.
+    stranger = Identity.generate()
+    hear(service, "pi-1", stranger, beat("pi-1", cpu_percent=7.0), kind="beat")
+    service._write_inbox()
+    assert service.store.devices()[0].load["cpu_percent"] == 4.0
+    assert service.link.refusals.total["unknown-key"] == 1
+
+
+def test_a_heartbeat_on_another_devices_topic_is_not_written(service):
+    a, b = Identity.generate(), Identity.generate()
+    hear(service, "pi-a", a, status("pi-a", a))
+    hear(service, "pi-b", b, status("pi-b", b))
+    service._write_inbox()
+    before = {d.agent_id: d.beat_seq for d in service.store.devices()}
+    # pi-a's key signs a beat claiming pi-b, sent on pi-a's own topic.
+    hear(service, "pi-a", a, beat("pi-b"), kind="beat")
+    service._write_inbox()
+    assert {d.agent_id: d.beat_seq for d in service.store.devices()} == before
+
+
+def test_waiting_heartbeats_are_bounded_per_device(service):
+    pi = Identity.generate()
+    hear(service, "pi-1", pi, status("pi-1", pi))
+    service._write_inbox()
+    for _ in range(50):
+        hear(service, "pi-1", pi, beat("pi-1"), kind="beat")
+    assert len(service._beats[service.topics.agent_heartbeat("pi-1")][1]) == 4
+    service._write_inbox()
+    stats = service._beat_stats
+    assert (stats.heard, stats.applied, stats.superseded) == (50, 1, 49)
+    assert service._beats == {}
+
+
+def test_silence_is_judged_by_what_was_heard_not_by_the_clock(service):
+    pi = Identity.generate()
+    hear(service, "pi-1", pi, status("pi-1", pi))
+    service._write_inbox()
+    last_seen = service.store.devices()[0].last_seen
+    service._judge_silence(last_seen + 3)              # heard through 3 s after its word
+    assert service.store.devices()[0].state == "online"
+    service._silence_at = 0.0
+    service._judge_silence(last_seen + 16)             # 16 s of silence heard: gone
+    dev = service.store.devices()[0]
+    assert dev.state == "offline" and dev.reason == "no heartbeat for 16 s"
