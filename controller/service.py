@@ -31,6 +31,7 @@ from agent.protocol import (
 )
 from controller.attempts import RETRYABLE_REFUSALS
 from controller.errors import StoreError
+from controller.fleet_log import STATS_S, BeatStats, DeviceLines
 from controller.settings import ControllerSettings
 from controller.store import Store, redact
 from controller.trust import MAX_TOLD, FleetTrust
@@ -43,8 +44,6 @@ CONTROLLER_ID = "mlperf-controller"
 VERSION = "2"
 #: How often refused-message counts are folded into the store, s.
 FLUSH_S = 2.0
-#: Seconds between the heartbeat statistics lines.
-STATS_S = 30.0
 #: An echo not back after this long is sent again (lost with a connection), s.
 ECHO_AGAIN_S = 30.0
 #: Behind the fleet by more than this, the controller says so (at most every STATS_S), s.
@@ -66,38 +65,6 @@ MAX_BEAT_TOPICS = 200_000
 #: QoS 1 sends awaiting the broker's ack: at paho's 20 (or the agent's 100), a campaign's
 #: thousand assignments went out a hundred per round trip behind the incoming traffic.
 MAX_INFLIGHT = 2000
-
-
-class BeatStats:
-    """Heartbeats written since the last report, for one INFO line every ``every_s`` (what an
-    operator of a large fleet, and benchmarks/fleet_scale.py, reads the controller's pace by)."""
-
-    def __init__(self, every_s: float = STATS_S) -> None:
-        self.every_s = every_s
-        self._reset(time.monotonic())
-
-    def _reset(self, now: float) -> None:
-        self.since, self.heard, self.applied, self.batches, self.write_s = now, 0, 0, 0, 0.0
-        self.superseded = 0
-
-    def add(self, heard: int, applied: int, superseded: int, write_s: float) -> None:
-        self.heard += heard
-        self.applied += applied
-        self.superseded += superseded
-        self.batches += 1
-        self.write_s += write_s
-
-    def due(self) -> bool:
-        return self.heard > 0 and time.monotonic() - self.since >= self.every_s
-
-    def line(self, behind_s: float | None = None) -> str:
-        span = time.monotonic() - self.since
-        text = (f"heartbeats: {self.applied} applied of {self.heard} heard in {span:.0f} s "
-                f"({self.superseded} superseded by a newer one of the same device), "
-                f"{self.batches} write(s), {self.write_s * 1000:.0f} ms writing"
-                + (f", {behind_s:.1f} s behind the fleet" if behind_s is not None else ""))
-        self._reset(time.monotonic())
-        return text
 
 
 class ControllerService:
@@ -147,8 +114,7 @@ class ControllerService:
         self._echo_out: float | None = None              # monotonic time the echo went
         self._told_behind = 0.0
         self._leases_at = self._silence_at = 0.0
-        self._said: dict[str, int] = {}
-        self._said_since = time.monotonic()
+        self._lines = DeviceLines()
         self._stores = {"event": self._store_event, "result": self._store_result,
                         "status": self._store_status, "enrol": self._store_enrolment}
         self._beat_stats = BeatStats()
@@ -187,7 +153,7 @@ class ControllerService:
                 thread.join(timeout=10)
         if self._beat_stats.heard:
             log.info("%s", self._beat_stats.line(self.behind_s()))
-        self._roll_said(end=True)
+        self._lines.roll(end=True)
         self.trust.flush()
         self.store.mark_serving(False)
         self.link.close(final=(self.topics.controller_status(), self._presence("offline")))
@@ -320,7 +286,7 @@ class ControllerService:
             self._echo_out = None
         if self._beat_stats.due():
             log.info("%s", self._beat_stats.line(self.behind_s()))
-        self._roll_said()
+        self._lines.roll()
 
     def _store_all(self, batch: list[tuple[str, Message]]) -> tuple[list, int]:
         """Store ``batch`` in arrival order (consecutive heartbeats with one call); returns
@@ -352,7 +318,7 @@ class ControllerService:
             self.trust.unlearn(status.agent_id, key)
             return lambda why=str(exc): log.warning("device %s not enrolled: %s",
                                                     status.agent_id, why)
-        return lambda: self._say("enrolled", status.agent_id,
+        return lambda: self._lines.say("enrolled", status.agent_id,
                                  f"device %s enrolled with the enrolment token (key "
                                  f"{fingerprint(key)})")
 
@@ -379,32 +345,15 @@ class ControllerService:
                             "was %s): if both still run, one must take another --name",
                             status.agent_id, status.instance, was[1])
             if previous != status.state:
-                self._say(status.state, status.agent_id, f"device %s is {status.state}"
+                self._lines.say(status.state, status.agent_id, f"device %s is {status.state}"
                           + (f" ({status.reason})" if status.reason else ""))
             for job_id in lost:
                 log.warning("job %s lost: %s", job_id, why)
             self._wake.set()
         return after
 
-    def _say(self, what: str, agent_id: str, line: str) -> None:
-        """One INFO line per device for the first MAX_TOLD of a kind in a STATS_S window,
-        then one line counting the rest (10,000 devices coming online at once)."""
-        self._roll_said()
-        n = self._said[what] = self._said.get(what, 0) + 1
-        if n <= MAX_TOLD:
-            log.info(line, agent_id)
-
-    def _roll_said(self, end: bool = False) -> None:
-        """At the end of a window (or of serving): count what was not said one by one."""
-        now = time.monotonic()
-        if end or now - self._said_since > STATS_S:
-            for what, n in self._said.items():
-                if n > MAX_TOLD:
-                    log.info("%d more devices %s", n - MAX_TOLD, what)
-            self._said, self._said_since = {}, now
-
     def _back(self, agent_id: str) -> None:
-        self._say("beating again", agent_id, "device %s is beating again")
+        self._lines.say("beating again", agent_id, "device %s is beating again")
         self._wake.set()
 
     def _store_event(self, event: JobEvent):
