@@ -198,7 +198,7 @@ class Link:
     def __init__(self, broker: str | BrokerUrl | Broker, client_id: str, topics: Topics, *,
                  identity: Any = None, gate: Any = None, persistent: bool = False,
                  will: WillFactory | None = None, keepalive_s: int = 30,
-                 max_inflight: int = 100) -> None:
+                 max_inflight: int = 100, share: str | None = None) -> None:
         self.broker = as_broker(broker)
         self.url = self.broker.url
         self.client_id = check_id(client_id, "client id")
@@ -206,6 +206,9 @@ class Link:
         self.identity = identity
         self.gate = gate
         self.keepalive_s = keepalive_s
+        #: A shared-subscription group: routes added with ``shared=True`` are subscribed as
+        #: ``$share/GROUP/pattern``, so the broker hands each message to one member of it.
+        self.share = share
         self.connected = threading.Event()
         self._routes: list[tuple[str, int]] = [(topics.sync(client_id), 1)]
         self._refused: str | None = None
@@ -233,9 +236,10 @@ class Link:
         self.client = c
 
     # -- routing -----------------------------------------------------------------------------
-    def route(self, pattern: str, model: type[M], handler: Callable[[str, M], None]) -> None:
+    def route(self, pattern: str, model: type[M], handler: Callable[[str, M], None], *,
+              shared: bool = False) -> None:
         """Subscribe ``pattern`` (QoS 1) and call ``handler(topic, message)`` for each message
-        the gate admits."""
+        the gate admits. ``shared``: in the link's share group, if it has one."""
 
         def dispatch(_client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
             try:
@@ -253,10 +257,14 @@ class Link:
             except Exception:  # a bug in a handler must not stop the link
                 log.exception("handler for %s failed", msg.topic[:200])
 
-        self.client.message_callback_add(pattern, dispatch)
-        self._routes.append((pattern, 1))
+        self._subscribe(pattern, dispatch, shared)
+
+    def _subscribe(self, pattern: str, callback: Callable, shared: bool = False) -> None:
+        self.client.message_callback_add(pattern, callback)   # matched on the real topic
+        wanted = f"$share/{self.share}/{pattern}" if shared and self.share else pattern
+        self._routes.append((wanted, 1))
         if self.connected.is_set():
-            self.client.subscribe(pattern, qos=1)
+            self.client.subscribe(wanted, qos=1)
 
     def route_raw(self, pattern: str, handler: Callable[[str, bytes], None]) -> None:
         """Subscribe ``pattern`` and hand raw payloads to ``handler`` (no gate: for telling
@@ -273,16 +281,13 @@ class Link:
         if self.connected.is_set():
             self.client.subscribe(pattern, qos=1)
 
-    def route_unopened(self, pattern: str, handler: Callable[[str, bytes], None]) -> None:
+    def route_unopened(self, pattern: str, handler: Callable[[str, bytes], None], *,
+                       shared: bool = False) -> None:
         """Subscribe ``pattern`` and hand each raw payload to ``handler`` on the network thread,
         unchecked: the handler must pass what it keeps through :meth:`admit` before acting on
         it (the controller verifies only the newest of a device's heartbeats waiting to be
         written: a signature check is ~130 us here, most of what a heartbeat costs it)."""
-        self.client.message_callback_add(
-            pattern, lambda _c, _u, msg: handler(msg.topic, msg.payload))
-        self._routes.append((pattern, 1))
-        if self.connected.is_set():
-            self.client.subscribe(pattern, qos=1)
+        self._subscribe(pattern, lambda _c, _u, msg: handler(msg.topic, msg.payload), shared)
 
     def admit(self, topic: str, payload: bytes, model: type[M]) -> M | None:
         """What the gate makes of a message kept by a :meth:`route_unopened` handler: the

@@ -269,6 +269,45 @@ class DeviceRecords:
         """Approve a device at once (it proved it holds the enrolment token)."""
         return _once_more_on_conflict(lambda: self._enrol(status, key, by))
 
+    def enrol_many(self, items: list[tuple[AgentStatus, str]], by: str) -> list[str | None]:
+        """:meth:`enrol` for many, in order, in one transaction: one read of the devices they
+        name, one delete of their waiting requests (a fleet of 10,000 enrolling at once was
+        three statements per device). Per item: None (enrolled) or why not."""
+        out: list[str | None] = []
+        with self.tx() as s:
+            devices = self.devices_named(s, [st.agent_id for st, _ in items])
+            done: list[str] = []
+            now = time.time()
+            for status, key in items:
+                dev = devices.get(status.agent_id)
+                if dev is not None and dev.key is not None and dev.key != key:
+                    out.append(f"device {status.agent_id} is approved with another key")
+                    continue
+                if dev is None:
+                    dev = devices[status.agent_id] = Device(
+                        agent_id=status.agent_id, first_seen=now, name=status.name,
+                        state=status.state, last_seen=now)
+                    s.add(dev)
+                dev.key, dev.approved_at, dev.approved_by = key, now, by
+                _apply_status(dev, status, now)
+                done.append(status.agent_id)
+                out.append(None)
+            done.sort()
+            for lo in range(0, len(done), 500):
+                s.execute(delete(Enrolment).where(Enrolment.agent_id.in_(done[lo:lo + 500])))
+        return out
+
+    @staticmethod
+    def devices_named(s: Any, agent_ids: list[str]) -> dict[str, Device]:
+        """The devices of these ids, read in a few queries; held by the caller, they stay in
+        the session (later ``get`` calls in it are answered without a query)."""
+        ids = sorted(set(agent_ids))
+        found: dict[str, Device] = {}
+        for lo in range(0, len(ids), 500):
+            found.update((d.agent_id, d) for d in s.scalars(
+                select(Device).where(Device.agent_id.in_(ids[lo:lo + 500]))))
+        return found
+
     def _enrol(self, status: AgentStatus, key: str, by: str) -> Device:
         with self.tx() as s:
             dev = s.get(Device, status.agent_id)

@@ -94,6 +94,7 @@ class ControllerService:
             self.link.route_raw(f"{LEGACY_PREFIX}/agents/+/status", self.trust.legacy)
         self.link.on_refused.append(self.trust.count)
         self.trust.enrolments = lambda status, key: self._enqueue("enrol", (status, key))
+        self.trust.background = True                   # keys re-read by the dispatcher
         self.link.on_connected.append(self._on_connected)
         self._listening_since = time.time()
         self._wake = threading.Event()
@@ -116,7 +117,7 @@ class ControllerService:
         self._leases_at = self._silence_at = 0.0
         self._lines = DeviceLines()
         self._stores = {"event": self._store_event, "result": self._store_result,
-                        "status": self._store_status, "enrol": self._store_enrolment}
+                        "status": self._store_status}
         self._beat_stats = BeatStats()
         self._writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self._flushed = time.monotonic()
@@ -138,6 +139,7 @@ class ControllerService:
               ) -> None:
         """Connect, read the fleet's retained presence, then start dispatching."""
         log.info("controller key %s", self.identity.fingerprint)
+        self.trust.refresh()                 # approved keys, before the first status arrives
         self.link.connect(retry_for_s, abort)
         self.link.barrier()
         self.store.mark_serving()
@@ -293,8 +295,20 @@ class ControllerService:
         the effects to run once it is committed and the heartbeats applied."""
         effects: list = []
         applied = i = 0
+        with self.store.tx() as s:                     # the batch's session: kept in it
+            held = self.store.devices_named(s, [m.agent_id for kind, m in batch
+                                                if kind == "status"])
         while i < len(batch):
             kind, message = batch[i]
+            if kind == "enrol":
+                j = i
+                while j < len(batch) and batch[j][0] == "enrol":
+                    j += 1
+                items = [m for _, m in batch[i:j]]
+                for item, why in zip(items, self.store.enrol_many(items, "token")):
+                    effects.append(self._enrolled(item, why))
+                i = j
+                continue
             if kind == "beat":
                 j = i
                 while j < len(batch) and batch[j][0] == "beat":
@@ -308,19 +322,17 @@ class ControllerService:
                 continue
             effects.append(self._stores[kind](message))
             i += 1
+        del held
         return effects, applied
 
-    def _store_enrolment(self, item: tuple[AgentStatus, str]):
+    def _enrolled(self, item: tuple[AgentStatus, str], why: str | None):
         status, key = item
-        try:
-            self.store.enrol(status, key, "token")
-        except StoreError as exc:
+        if why is not None:
             self.trust.unlearn(status.agent_id, key)
-            return lambda why=str(exc): log.warning("device %s not enrolled: %s",
-                                                    status.agent_id, why)
+            return lambda: log.warning("device %s not enrolled: %s", status.agent_id, why)
         return lambda: self._lines.say("enrolled", status.agent_id,
-                                 f"device %s enrolled with the enrolment token (key "
-                                 f"{fingerprint(key)})")
+                                       f"device %s enrolled with the enrolment token (key "
+                                       f"{fingerprint(key)})")
 
     def _store_status(self, status: AgentStatus):
         before = self.store.device(status.agent_id)
@@ -415,6 +427,8 @@ class ControllerService:
             self._wake.clear()
 
     def _tick(self) -> None:
+        if self.trust.refresh_due():
+            self.trust.refresh()
         if time.monotonic() - self._flushed > FLUSH_S:
             self.trust.flush()
             self.store.mark_serving()

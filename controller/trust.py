@@ -30,6 +30,8 @@ log = logging.getLogger("mlperf.controller")
 #: another `mlperf-controller` process), and at most once a second on a miss.
 RELOAD_S = 5.0
 MISS_RELOAD_S = 1.0
+#: An enrolment handed to the writer is trusted this long before the store must show it, s.
+PENDING_S = 60.0
 #: Requests to join (and old-schema senders) said in the log one by one; the rest are only
 #: listed by `mlperf-controller devices pending` (a flood must not flood the log).
 MAX_TOLD = 50
@@ -53,6 +55,12 @@ class FleetTrust(Gate):
         #: a fleet of 10,000 connecting at once for a minute) and calls :meth:`unlearn` for
         #: one the store refuses.
         self.enrolments: Callable[[AgentStatus, str], None] | None = None
+        #: Keys are re-read by :meth:`refresh`, called from the serving controller's
+        #: dispatcher, never on the MQTT thread (a read waited for the writer's store lock,
+        #: seconds at 10,000 devices, while the fleet's messages piled up behind it).
+        self.background = False
+        self._pending: dict[str, tuple[str, float]] = {}   # enrolled, not yet seen stored
+        self._want = False
 
     # -- keys --------------------------------------------------------------------------------
     def _key_for(self, agent_id: str) -> str | None:
@@ -61,16 +69,35 @@ class FleetTrust(Gate):
             key = self._keys.get(agent_id)
             stale = now - self._loaded > RELOAD_S or (key is None and
                                                       now - self._loaded > MISS_RELOAD_S)
-            if stale:
+            if stale and self.background:
+                self._want = True
+            elif stale:
                 self._keys, self._loaded = self.store.approved_keys(), now
                 key = self._keys.get(agent_id)
             return key
+
+    def refresh_due(self) -> bool:
+        """Whether :meth:`refresh` should run (a miss asked for it, or the keys are old)."""
+        return self._want or time.monotonic() - self._loaded > RELOAD_S
+
+    def refresh(self) -> None:
+        """Re-read approved keys (approvals and revocations by other processes). Enrolments
+        handed to the writer count as approved until the store shows them, for a minute."""
+        keys = self.store.approved_keys()
+        now = time.monotonic()
+        with self._lock:
+            self._pending = {a: (k, at) for a, (k, at) in self._pending.items()
+                             if keys.get(a) != k and now - at < PENDING_S}
+            self._keys = {**keys, **{a: k for a, (k, _) in self._pending.items()}}
+            self._loaded, self._want = now, False
 
     def unlearn(self, agent_id: str, key: str) -> None:
         """The store refused to enrol ``agent_id`` with ``key``: stop admitting it."""
         with self._lock:
             if self._keys.get(agent_id) == key:
                 del self._keys[agent_id]
+            if self._pending.get(agent_id, ("",))[0] == key:
+                del self._pending[agent_id]
 
     def forget(self) -> None:
         """Re-read approved keys at the next message (after an approval in this process)."""
@@ -110,6 +137,8 @@ class FleetTrust(Gate):
                 log.info("device %s enrolled with the enrolment token (key %s)", agent_id, fp)
             with self._lock:        # not forget(): a fleet enrolling would re-read every key
                 self._keys[agent_id] = env.key      # at each message, O(fleet) per enrolment
+                if self.enrolments is not None:
+                    self._pending[agent_id] = (env.key, time.monotonic())
             return
         note = None
         if approved is not None:

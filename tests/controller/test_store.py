@@ -336,3 +336,20 @@ def test_bad_store_urls_are_one_line_errors(tmp_path):
         Store("not a url")
     with pytest.raises(StoreError, match="cannot open"):
         Store("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_enrolling_many_at_once_is_enrol_for_each(store):
+    """enrol_many: each new device approved and online, a waiting request for it cleared, a
+    device approved with another key refused by name, the rest unaffected."""
+    other = Identity.generate().public_b64
+    online(store, "taken")                                   # approved with KEY
+    store.note_enrolment(status("a"), other)                 # a waiting request for "a"
+    out = store.enrol_many([(status("a"), KEY), (status("taken"), other),
+                            (status("b"), KEY)], "token")
+    assert out[0] is None and out[2] is None
+    assert out[1] == "device taken is approved with another key"
+    by_id = {d.agent_id: d for d in store.devices()}
+    assert sorted(by_id) == ["a", "b", "taken"]
+    assert all(by_id[a].key == KEY and by_id[a].state == "online" for a in by_id)
+    assert (by_id["a"].approved_by, by_id["taken"].approved_by) == ("token", "test")
+    assert store.pending() == []

@@ -229,3 +229,35 @@ def test_waiting_requests_can_be_cleared_and_the_devices_view_stays_short(store,
     assert "and 10 more waiting" in shown.output
     cleared = CliRunner().invoke(app, ["devices", "pending", "--clear", *db])
     assert "forgot 30" in cleared.output and store.pending() == []
+
+
+def test_in_the_background_keys_are_read_by_refresh_only_and_pending_enrolments_kept(store,
+                                                                                      me):
+    """The serving controller's gate never reads the store on the MQTT thread; an enrolment
+    handed to the writer stays trusted across a refresh until the store shows it."""
+    gate, pi = trust(store, me), Identity.generate()
+    handed = []
+    gate.enrolments, gate.background = lambda st, key: handed.append((st, key)), True
+    gate.refresh()
+    reads = []
+    real = store.approved_keys
+    store.approved_keys = lambda: reads.append(1) or real()
+    msg = status("pi-5", pi, proof=True)
+    assert send(gate, msg, T.agent_status("pi-5"), pi) == msg
+    assert [h[1] for h in handed] == [pi.public_b64] and store.devices() == []
+    beat = Heartbeat(agent_id="pi-5", boot=1, session="ab" * 8, cpu_percent=1,
+                     memory_percent=1, **seq())
+    assert send(gate, beat, T.agent_heartbeat("pi-5"), pi) == beat
+    stranger = Identity.generate()
+    gate._loaded -= 2                                  # a second on: a miss may ask ...
+    with pytest.raises(Refused):                       # ... for a refresh, and reads nothing
+        send(gate, status("pi-6", stranger), T.agent_status("pi-6"), stranger)
+    assert reads == [] and gate.refresh_due()
+    gate.refresh()                                     # not stored yet: still trusted
+    assert send(gate, beat.model_copy(update=seq()), T.agent_heartbeat("pi-5"), pi)
+    store.enrol(*handed[0], "token")                   # the writer stores it
+    gate.refresh()
+    assert gate._pending == {} and gate._keys["pi-5"] == pi.public_b64
+    gate.unlearn("pi-5", pi.public_b64)
+    with pytest.raises(Refused):
+        send(gate, beat.model_copy(update=seq()), T.agent_heartbeat("pi-5"), pi)
