@@ -20,7 +20,7 @@ from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from agent.errors import BrokerUnavailable, MlperfEdgeError
+from agent.errors import BrokerUnavailable, ConfigError, MlperfEdgeError
 from agent.settings import parse_params
 
 app = typer.Typer(
@@ -70,6 +70,7 @@ from controller.cli_options import (  # noqa: E402  (after the consoles they log
     TlsCert,
     TlsKey,
     TokenFile,
+    Worker,
     open_settings,
 )
 
@@ -80,12 +81,14 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
           enrol_token_file: TokenFile = None, broker_user: BrokerUser = None,
           broker_password_file: PasswordFile = None, tls_ca: TlsCa = None,
           tls_cert: TlsCert = None, tls_key: TlsKey = None,
-          assign_timeout: AssignTimeout = None) -> None:
+          assign_timeout: AssignTimeout = None, worker: Worker = None) -> None:
     """Run the controller: track devices, dispatch queued campaigns, store results (Ctrl-C
     stops it; devices keep their results spooled until it returns).
 
     It signs everything it sends with its key (`mlperf-controller key`) and hears only
-    devices the operator approved (`mlperf-controller devices`)."""
+    devices the operator approved (`mlperf-controller devices`). For a fleet past what one
+    process keeps up with, run several with --worker NAME on one PostgreSQL store (same key,
+    same broker): README, "Fleet size"."""
     from controller.service import ControllerService
     from controller.store import redact
 
@@ -94,7 +97,14 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
         enrol_token_file=enrol_token_file, broker_user=broker_user,
         broker_password_file=broker_password_file, tls_ca=tls_ca, tls_cert=tls_cert,
         tls_key=tls_key, assign_timeout_s=assign_timeout)
-    service = ControllerService(settings, store)
+    if worker is not None:
+        from agent.protocol import check_id
+
+        check_id(worker, "worker name (--worker)")
+        if not store.engine.dialect.name.startswith("postgresql"):
+            raise ConfigError("--worker shares one store among processes: use PostgreSQL "
+                              "(--db postgresql+psycopg://USER@HOST/DB)")
+    service = ControllerService(settings, store, worker=worker)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -105,8 +115,10 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
             raise typer.Exit(0) from None
         raise
     token = "; devices with the enrolment token join at once" if service.trust.token else ""
-    err.print(f"serving {service.link.broker} with store {redact(settings.db)}; controller key "
-              f"{service.identity.fingerprint}{token}; Ctrl-C stops", markup=False)
+    as_worker = f" as worker {worker} (shared subscriptions)" if worker else ""
+    err.print(f"serving {service.link.broker}{as_worker} with store {redact(settings.db)}; "
+              f"controller key {service.identity.fingerprint}{token}; Ctrl-C stops",
+              markup=False)
     while not stop.wait(0.5):
         pass
     service.stop()

@@ -68,3 +68,9 @@ def open_settings(config: Path | None = None, create: bool = True, **flags: Any)
 
     settings = resolve(flags, config)
     return settings, Store(settings.db, create=create)
+Worker = Annotated[Optional[str], typer.Option(
+    "--worker", envvar="MLPERF_WORKER",
+    help="Serve as one of several workers named apart (e.g. a, b) on one PostgreSQL store: the "
+         "broker shares the fleet's messages among them (MQTT shared subscriptions) and one "
+         "at a time dispatches; stop or lose one and the others carry on.")]
+

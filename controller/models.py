@@ -64,6 +64,25 @@ class Meta(Base):
     value: Mapped[float] = mapped_column(Float)
 
 
+class Worker(Base):
+    """A `serve --worker` process sharing the fleet's messages: when it was last alive, up to
+    when it has written what the fleet sent, and until when it holds the dispatcher's lead."""
+
+    __tablename__ = "controller_workers"
+    worker_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    seen_at: Mapped[float] = mapped_column(Float)
+    heard_through: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Lead(Base):
+    """Which worker dispatches (and judges silence and leases) until when: one at a time."""
+
+    __tablename__ = "controller_lead"
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(160))
+    until: Mapped[float] = mapped_column(Float)
+
+
 class Enrolment(Base):
     """A device that asked to join with a validly signed status and waits for
     `mlperf-controller devices approve` (one row per id and key; bounded)."""

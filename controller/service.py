@@ -48,6 +48,11 @@ FLUSH_S = 2.0
 ECHO_AGAIN_S = 30.0
 #: Behind the fleet by more than this, the controller says so (at most every STATS_S), s.
 BEHIND_S = 10.0
+#: Workers (`serve --worker`): the shared-subscription group, how often each says how far it
+#: has written and renews the lead, how long the lead holds unrenewed, and how long a worker
+#: counts as alive after its last word (silence waits for every live worker's writes), s.
+SHARE_GROUP = "mlperf-controller"
+LEAD_EVERY_S, LEAD_TTL_S, WORKER_ALIVE_S = 1.0, 10.0, 10.0
 #: Leases are checked this often (every active job is read), s.
 LEASES_S = 2.0
 #: Silence is judged this often (every online device's last word is read), s.
@@ -72,8 +77,16 @@ class ControllerService:
     longest a queued job waits for a free device to be noticed."""
 
     def __init__(self, settings: ControllerSettings, store: Store, *, tick_s: float = 0.5,
-                 heartbeat_beats: float = 3.0) -> None:
+                 heartbeat_beats: float = 3.0, worker: str | None = None) -> None:
         self.store = store
+        # One of several workers (`serve --worker NAME`): the broker shares the fleet's
+        # messages among them; one at a time dispatches (see controller.workers). A worker's
+        # session is clean: Mosquitto keeps handing a stopped member of a share group with a
+        # persistent session its share (measured), so agents' re-sends make up instead.
+        self.worker = worker
+        self.client_id = CONTROLLER_ID if worker is None else f"{CONTROLLER_ID}-{worker}"
+        self._leading = worker is None
+        self._lead_at = 0.0
         self.topics = t = Topics(settings.prefix)
         self.seq = Sequence()
         self.tick_s = tick_s
@@ -81,15 +94,19 @@ class ControllerService:
         self.assign_timeout_s = settings.assign_timeout_s
         self.identity = settings.load_identity()
         self.trust = FleetTrust(store, t, self.identity, settings.enrol_token())
-        self.link = Link(settings.broker_connection(), CONTROLLER_ID, t,
-                         identity=self.identity, gate=self.trust, persistent=True,
-                         max_inflight=MAX_INFLIGHT,
+        self.link = Link(settings.broker_connection(), self.client_id, t,
+                         identity=self.identity, gate=self.trust, persistent=worker is None,
+                         max_inflight=MAX_INFLIGHT, share=SHARE_GROUP if worker else None,
                          will=lambda: (t.controller_status(), self._presence("offline")))
+        # Presence goes to every worker (it is state: applied once by its sequence, and the
+        # retained statuses are not sent to shared subscriptions); the rest is shared.
         self.link.route(t.all_agent_status(), AgentStatus, self._on_status)
-        self.link.route_unopened(t.all_heartbeats(), self._on_beat_bytes)
-        self.link.route(t.all_job_events(), JobEvent, self._on_event)
-        self.link.route(t.all_job_results(), JobResult, self._on_result)
-        self.link.route(t.all_refusals(), Refusal, self._on_refusal)
+        self.link.route_unopened(t.all_heartbeats(), self._on_beat_bytes, shared=True)
+        self.link.route(t.all_job_events(), JobEvent, self._on_event, shared=True)
+        self.link.route(t.all_job_results(), JobResult, self._on_result, shared=True)
+        self.link.route(t.all_refusals(), Refusal, self._on_refusal, shared=True)
+        if worker is not None:
+            self.link.route(t.controller_status(), ControllerStatus, self._on_presence)
         if settings.prefix == DEFAULT_PREFIX:          # agents older than schema 2
             self.link.route_raw(f"{LEGACY_PREFIX}/agents/+/status", self.trust.legacy)
         self.link.on_refused.append(self.trust.count)
@@ -130,8 +147,17 @@ class ControllerService:
         self.link.publish(self.topics.controller_status(), self._presence("online"),
                           retain=True)
 
+    def _on_presence(self, _topic: str, status: ControllerStatus) -> None:
+        """A worker that stopped left "offline" as the controller's presence (its Last Will):
+        the workers still serving say "online" again (agents then re-send what waits)."""
+        if status.state == "offline" and self.link.connected.is_set() \
+                and not self._stop.is_set():
+            log.info("%s is offline; this worker still serves", status.controller_id)
+            self.link.publish(self.topics.controller_status(), self._presence("online"),
+                              retain=True)
+
     def _presence(self, state: str) -> ControllerStatus:
-        return ControllerStatus(controller_id=CONTROLLER_ID, state=state,
+        return ControllerStatus(controller_id=self.client_id, state=state,
                                 store=redact(self.store.url), version=VERSION, **self.seq())
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -156,6 +182,8 @@ class ControllerService:
         if self._beat_stats.heard:
             log.info("%s", self._beat_stats.line(self.behind_s()))
         self._lines.roll(end=True)
+        if self.worker is not None:
+            self.store.drop_lead(self.client_id)
         self.trust.flush()
         self.store.mark_serving(False)
         self.link.close(final=(self.topics.controller_status(), self._presence("offline")))
@@ -295,20 +323,18 @@ class ControllerService:
         the effects to run once it is committed and the heartbeats applied."""
         effects: list = []
         applied = i = 0
+        # Token enrolments first, as one group (each comes before its device's status and
+        # beats; interleaved with them, they were groups of one), then the rest in order.
+        enrols = [m for kind, m in batch if kind == "enrol"]
+        batch = [item for item in batch if item[0] != "enrol"]
         with self.store.tx() as s:                     # the batch's session: kept in it
             held = self.store.devices_named(s, [m.agent_id for kind, m in batch
                                                 if kind == "status"])
+        if enrols:
+            for item, why in zip(enrols, self.store.enrol_many(enrols, "token", held)):
+                effects.append(self._enrolled(item, why))
         while i < len(batch):
             kind, message = batch[i]
-            if kind == "enrol":
-                j = i
-                while j < len(batch) and batch[j][0] == "enrol":
-                    j += 1
-                items = [m for _, m in batch[i:j]]
-                for item, why in zip(items, self.store.enrol_many(items, "token")):
-                    effects.append(self._enrolled(item, why))
-                i = j
-                continue
             if kind == "beat":
                 j = i
                 while j < len(batch) and batch[j][0] == "beat":
@@ -436,7 +462,12 @@ class ControllerService:
         if not self.link.connected.is_set():
             return                     # cut off: silence says nothing, nothing can be sent
         self._send_echo()
-        through = self._heard_through
+        if self.worker is not None:
+            self._worker_tick()
+        if not self._leading:
+            return                     # another worker dispatches and judges silence
+        through = self._heard_through if self.worker is None else \
+            self.store.heard_through_all(WORKER_ALIVE_S)
         if through is not None:
             self._judge_silence(through)
         for d in self.store.claim_dispatches():
@@ -457,6 +488,18 @@ class ControllerService:
                      job.mode, job.run_index)
         for campaign_id in self.store.close_finished_campaigns():
             log.info("campaign %s finished", campaign_id)
+
+    def _worker_tick(self) -> None:
+        """Say how far this worker has written, and take (or keep) the lead if nobody else
+        holds it, once a second."""
+        if time.monotonic() - self._lead_at < LEAD_EVERY_S:
+            return
+        self._lead_at = time.monotonic()
+        self.store.worker_heard(self.client_id, self._heard_through)
+        was, self._leading = self._leading, self.store.take_lead(self.client_id, LEAD_TTL_S)
+        if self._leading != was:
+            log.info("worker %s %s dispatching", self.worker,
+                     "is now" if self._leading else "stopped")
 
     def _judge_silence(self, through: float) -> None:
         """Leases and heartbeats, judged as of ``through`` (what has been heard), not now."""

@@ -29,6 +29,7 @@ from agent.protocol import JobEvent, JobResult, JobState, path, transition
 from controller.attempts import AttemptRecords
 from controller.errors import StoreError
 from controller.fleet_store import DeviceRecords
+from controller.workers import WorkerRecords
 from controller.models import (
     Base,
     Campaign,
@@ -107,7 +108,7 @@ def _create_tables(engine) -> None:
             time.sleep(0.2)
 
 
-class Store(DeviceRecords, AttemptRecords):
+class Store(DeviceRecords, AttemptRecords, WorkerRecords):
     """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
 
     def __init__(self, url: str, create: bool = True) -> None:
@@ -532,7 +533,10 @@ class _Known:
         chunks = [ids[i:i + cls.CHUNK] for i in range(0, len(ids), cls.CHUNK)]
         jobs, results, seen = [], set(), set()
         for chunk in chunks:
-            jobs += s.scalars(select(Job).where(Job.id.in_(chunk)))
+            # Locked (PostgreSQL; SQLite locks the whole store anyway), in id order: workers
+            # sharing the fleet's messages write one job's event and result one at a time.
+            jobs += s.scalars(select(Job).where(Job.id.in_(chunk)).order_by(Job.id)
+                              .with_for_update())
             results.update(s.scalars(select(Result.job_id).where(Result.job_id.in_(chunk))))
             seen.update(s.execute(select(Transition.job_id, Transition.agent_seq)
                                   .where(Transition.job_id.in_(chunk),
