@@ -27,10 +27,10 @@ def env(mosquitto, tmp_path) -> dict:
 class Serve:
     """A `mlperf-controller serve` subprocess and its log."""
 
-    def __init__(self, env: dict, log_path: Path) -> None:
+    def __init__(self, env: dict, log_path: Path, *args: str) -> None:
         self.log_path = log_path
         self._log = open(log_path, "w")
-        self.proc = subprocess.Popen([str(BIN / "mlperf-controller"), "serve"],
+        self.proc = subprocess.Popen([str(BIN / "mlperf-controller"), "serve", *args],
                                      env={**os.environ, **env}, stdout=self._log,
                                      stderr=subprocess.STDOUT)
 

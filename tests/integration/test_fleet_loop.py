@@ -121,6 +121,9 @@ def test_controller_errors_are_one_line(env):
         (("results", "--db", "sqlite:///tmp/no-such-lab/typo.db"), "no results store at"),
         (("run", "--benchmarks", "ncf", "--db", "sqlite:////etc/hostname/lab.db"),
          "cannot make the folder /etc/hostname"),
+        (("serve", "--worker", "a"), "--worker shares one store among processes: use "
+                                     "PostgreSQL"),
+        (("serve", "--worker", "a/b"), "invalid worker name"),
     ]:
         proc = cli("mlperf-controller", *args, env=env, timeout=60)
         assert proc.returncode == 1, (args, proc.stderr)
