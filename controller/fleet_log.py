@@ -25,7 +25,7 @@ class BeatStats:
 
     def _reset(self, now: float) -> None:
         self.since, self.heard, self.applied, self.batches, self.write_s = now, 0, 0, 0, 0.0
-        self.superseded = 0
+        self.superseded = self.results_superseded = 0
 
     def add(self, heard: int, applied: int, superseded: int, write_s: float) -> None:
         self.heard += heard
@@ -42,7 +42,9 @@ class BeatStats:
         text = (f"heartbeats: {self.applied} applied of {self.heard} heard in {span:.0f} s "
                 f"({self.superseded} superseded by a newer one of the same device), "
                 f"{self.batches} write(s), {self.write_s * 1000:.0f} ms writing"
-                + (f", {behind_s:.1f} s behind the fleet" if behind_s is not None else ""))
+                + (f", {behind_s:.1f} s behind the fleet" if behind_s is not None else "")
+                + (f"; {self.results_superseded} re-sent result(s) superseded unread"
+                   if self.results_superseded else ""))
         self._reset(time.monotonic())
         return text
 

@@ -59,10 +59,10 @@ RECONNECT_GRACE_S = 45.0
 #: The writer waits this long after the first message of a batch for more to join it: one
 #: SQLite commit (an fsync, ~4 ms here) per batch instead of one per heartbeat, s.
 GATHER_S = 0.05
-#: Unopened heartbeats kept per device between writes (the newest first is verified; older
-#: ones are tried only if it is refused) and devices with heartbeats waiting, at most.
-BEAT_CANDIDATES = 4
-MAX_BEAT_TOPICS = 200_000
+#: Unopened heartbeats (or copies of a result) kept per topic between writes (the newest is
+#: verified first; older ones only if it is refused), and topics with some waiting, at most.
+CANDIDATES = 4
+MAX_WAITING_TOPICS = 200_000
 #: QoS 1 sends awaiting the broker's ack: at paho's 20 (or the agent's 100), a campaign's
 #: thousand assignments went out a hundred per round trip behind the incoming traffic.
 MAX_INFLIGHT = 2000
@@ -99,7 +99,7 @@ class ControllerService(Writes):
         self.link.route(t.all_agent_status(), AgentStatus, self._on_status)
         self.link.route_unopened(t.all_heartbeats(), self._on_beat_bytes, shared=True)
         self.link.route(t.all_job_events(), JobEvent, self._on_event, shared=True)
-        self.link.route(t.all_job_results(), JobResult, self._on_result, shared=True)
+        self.link.route_unopened(t.all_job_results(), self._on_result_bytes, shared=True)
         self.link.route(t.all_refusals(), Refusal, self._on_refusal, shared=True)
         if worker is not None:
             self.link.route(t.controller_status(), ControllerStatus, self._on_presence)
@@ -119,7 +119,8 @@ class ControllerService(Writes):
         self._inbox_ready = threading.Event()
         # heartbeat topic -> [heard since the last write, the newest unopened payloads]
         self._beats: dict[str, list] = {}
-        self._beats_heard = self._beats_dropped = 0
+        self._results: dict[str, list] = {}              # result topic -> the same, results
+        self._beats_heard = self._dropped = 0
         # Silence is judged against what has been heard, not against the clock: the wall time
         # of the newest echo of ourselves the writer stored behind the fleet's messages (a
         # controller running behind must not call the devices whose beats it has not yet
@@ -197,43 +198,53 @@ class ControllerService(Writes):
 
     def _on_beat_bytes(self, topic: str, payload: bytes) -> None:
         """A heartbeat, kept unopened with the device's others not yet written: only the
-        newest that the gate admits is written (see _open_beats)."""
+        newest that the gate admits is written (see _open_newest)."""
         with self._inbox_lock:
-            waiting = self._beats.get(topic)
-            if waiting is None:
-                if len(self._beats) >= MAX_BEAT_TOPICS:
-                    self._beats_dropped += 1
-                    return
-                waiting = self._beats[topic] = [0, deque(maxlen=BEAT_CANDIDATES)]
-            waiting[0] += 1
-            waiting[1].append(payload)
-            self._beats_heard += 1
+            if self._keep(self._beats, topic, payload):
+                self._beats_heard += 1
         self._inbox_ready.set()
 
-    def _open_beats(self, waiting: dict[str, list]) -> tuple[list[Heartbeat], int]:
-        """The newest heartbeat of each device the gate admits, newest first: older ones of
-        the same device are superseded (it is beating; what the newer says is what counts) and
-        never verified. A controller that falls behind thus verifies one beat per device per
-        batch, not every one sent while it was behind. Returns (beats, superseded)."""
-        beats, superseded = [], 0
+    def _on_result_bytes(self, topic: str, payload: bytes) -> None:
+        """A job's result, kept unopened with copies of it not yet written: an agent re-sends
+        its result until acknowledged, and a controller behind its fleet had them pile up (a
+        verification, a store check and an ack each)."""
+        with self._inbox_lock:
+            self._keep(self._results, topic, payload)
+        self._inbox_ready.set()
+
+    def _keep(self, waiting: dict[str, list], topic: str, payload: bytes) -> bool:
+        """Under the inbox lock: ``payload`` joins the newest ones kept for ``topic``."""
+        kept = waiting.get(topic)
+        if kept is None:
+            if len(waiting) >= MAX_WAITING_TOPICS:
+                self._dropped += 1                    # a result is re-sent, a beat comes again
+                return False
+            kept = waiting[topic] = [0, deque(maxlen=CANDIDATES)]
+        kept[0] += 1
+        kept[1].append(payload)
+        return True
+
+    def _open_newest(self, waiting: dict[str, list], model: type, fits) -> tuple[list, int]:
+        """The newest message of each topic the gate admits (and ``fits(topic, message)``),
+        newest first: older ones on the same topic are superseded (a device's earlier beat, an
+        earlier copy of a result) and never verified. A controller behind its fleet thus
+        verifies one per topic per batch, not every one sent while it was behind. Returns
+        (messages, superseded)."""
+        opened, superseded = [], 0
         for topic, (heard, payloads) in waiting.items():
             tried = 0
             while payloads:
                 tried += 1
-                beat = self.link.admit(topic, payloads.pop(), Heartbeat)
-                if beat is not None and self.topics.parse(topic).agent_id == beat.agent_id:
-                    beats.append(beat)
+                message = self.link.admit(topic, payloads.pop(), model)
+                if message is not None and fits(topic, message):
+                    opened.append(message)
                     superseded += heard - tried          # older, never opened
                     break
-        return beats, superseded
+        return opened, superseded
 
     def _on_event(self, topic: str, event: JobEvent) -> None:
         if self._job_topic_matches(topic, event.agent_id, event.job_id):
             self._enqueue("event", event)
-
-    def _on_result(self, topic: str, result: JobResult) -> None:
-        if self._job_topic_matches(topic, result.agent_id, result.job_id):
-            self._enqueue("result", result)
 
     def _job_topic_matches(self, topic: str, agent_id: str, job_id: str) -> bool:
         ref = self.topics.parse(topic)
@@ -276,14 +287,22 @@ class ControllerService(Writes):
         with self._inbox_lock:
             batch, self._inbox = self._inbox, []
             waiting, self._beats = self._beats, {}
+            results, self._results = self._results, {}
             heard, self._beats_heard = self._beats_heard, 0
             self._inbox_ready.clear()
         echoes = [sent_at for kind, sent_at in batch if kind == "echo"]
-        beats, superseded = self._open_beats(waiting)
+        beats, superseded = self._open_newest(
+            waiting, Heartbeat, lambda topic, b: self.topics.parse(topic).agent_id == b.agent_id)
+        done, copies = self._open_newest(
+            results, JobResult, lambda topic, r: self._job_topic_matches(topic, r.agent_id,
+                                                                         r.job_id))
+        self._beat_stats.results_superseded += copies
         # Heartbeats first: a beat of an older connection then meets the session it belongs to
         # (a Last Will after it in this batch still ends that session); one of a newer
-        # connection is only not applied (the next is).
-        batch = [("beat", b) for b in beats] + [item for item in batch if item[0] != "echo"]
+        # connection is only not applied (the next is). Results last: a job's result is the
+        # last word about it.
+        batch = ([("beat", b) for b in beats] + [item for item in batch if item[0] != "echo"]
+                 + [("result", r) for r in done])
         if batch or heard:
             started = time.monotonic()
             try:
@@ -301,10 +320,11 @@ class ControllerService(Writes):
                     except Exception:                  # noqa: BLE001
                         log.exception("could not store a %s; dropped", item[0])
             self._beat_stats.add(heard, applied, superseded, time.monotonic() - started)
-            if self._beats_dropped:
-                log.warning("%d heartbeat(s) dropped unread: more than %d devices had one "
-                            "waiting", self._beats_dropped, MAX_BEAT_TOPICS)
-                self._beats_dropped = 0
+            if self._dropped:
+                log.warning("%d heartbeat(s) or result(s) dropped unread: more than %d topics "
+                            "had one waiting (results are re-sent until acknowledged)",
+                            self._dropped, MAX_WAITING_TOPICS)
+                self._dropped = 0
             for effect in effects:                     # after the commit: acks, logs, wakes
                 effect()
         if echoes:                                     # all heard before them is stored

@@ -149,3 +149,34 @@ def test_silence_is_judged_by_what_was_heard_not_by_the_clock(service):
     service._judge_silence(last_seen + 16)             # 16 s of silence heard: gone
     dev = service.store.devices()[0]
     assert dev.state == "offline" and dev.reason == "no heartbeat for 16 s"
+
+
+def test_copies_of_a_result_waiting_together_are_verified_stored_and_acked_once(
+        service, monkeypatch):
+    from agent.protocol import JobResult
+
+    pi = Identity.generate()
+    hear(service, "pi-1", pi, status("pi-1", pi, capabilities=None))
+    service._write_inbox()
+    service.store.create_campaign(["ncf"], "smoke", 1, ["pi-1"], "all", {})
+    (job,) = [d.job for d in service.store.claim_dispatches()]
+    body = dict(job_id=job.id, result_id=f"r-{job.id}", agent_id="pi-1",
+                campaign_id=job.campaign_id, benchmark="ncf", mode="smoke", run_index=1,
+                status="done", started_at=1.0, finished_at=2.0)
+    topic = service.topics.job_result("pi-1", job.id)
+    for _ in range(3):                                 # the agent re-sent it twice meanwhile
+        service._on_result_bytes(topic, seal(JobResult(**body, **seq()), topic, pi))
+    acks, checked = [], []
+    monkeypatch.setattr(service.link, "publish", lambda t, m, **k: acks.append((t, m)))
+    admit = service.trust.admit
+    monkeypatch.setattr(service.trust, "admit",
+                        lambda *a, **k: checked.append(a[0]) or admit(*a, **k))
+    service._write_inbox()
+    assert checked == [topic]
+    assert [m.result_id for _, m in acks] == [f"r-{job.id}"]
+    assert service.store.job(job.id).state == "done"
+    assert service._beat_stats.results_superseded == 2
+    # Another copy later (the ack was lost): acknowledged again, stored still once.
+    service._on_result_bytes(topic, seal(JobResult(**body, **seq()), topic, pi))
+    service._write_inbox()
+    assert len(acks) == 2 and len(service.store.results(job.campaign_id)) == 1
