@@ -122,7 +122,12 @@ class AttemptRecords:
         now = time.time() if now is None else now
         out = []
         with self.tx() as s:
-            jobs = list(s.scalars(select(Job).where(Job.state.in_(ACTIVE))))
+            # The columns a lease is judged by, not whole rows: 10,000 active jobs (a campaign
+            # across a fleet) were a third of a second of ORM objects every check.
+            jobs = list(s.execute(select(
+                Job.id, Job.agent_id, Job.state, Job.state_since, Job.updated_at,
+                Job.renewed_at, Job.benchmark, Job.mode, Job.max_seconds)
+                .where(Job.state.in_(ACTIVE))))
             ids = sorted({job.agent_id for job in jobs})
             devices: dict[str, tuple[float, dict | None]] = {}
             for lo in range(0, len(ids), 500):       # one query, not one per active job
@@ -135,6 +140,7 @@ class AttemptRecords:
                               listening_since, grace_s)
                 if why is None:
                     continue
+                job = s.get(Job, job.id)
                 self._move(s, job, JobState.LOST, "controller", f"lease expired: {why}")
                 again = self._maybe_retry(s, job, f"lease expired: {why}")
                 out.append((job.id, why, again.id if again else None))
