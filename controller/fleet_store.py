@@ -266,8 +266,17 @@ class DeviceRecords:
                              "it asks when `mlperf-agent start` connects")
 
     def enrol(self, status: AgentStatus, key: str, by: str) -> Device:
-        """Approve a device at once (it proved it holds the enrolment token)."""
-        return _once_more_on_conflict(lambda: self._enrol(status, key, by))
+        """Approve a device at once (it proved it holds the enrolment token): :meth:`enrol_many`
+        for one, its refusal raised."""
+        held: dict[str, Device] = {}
+
+        def once() -> str | None:
+            held.clear()
+            return self.enrol_many([(status, key)], by, held)[0]
+        why = _once_more_on_conflict(once)
+        if why is not None:
+            raise StoreError(why)
+        return held[status.agent_id]
 
     def enrol_many(self, items: list[tuple[AgentStatus, str]], by: str,
                    held: dict[str, Device] | None = None) -> list[str | None]:
@@ -312,20 +321,6 @@ class DeviceRecords:
             found.update((d.agent_id, d) for d in s.scalars(
                 select(Device).where(Device.agent_id.in_(ids[lo:lo + 500]))))
         return found
-
-    def _enrol(self, status: AgentStatus, key: str, by: str) -> Device:
-        with self.tx() as s:
-            dev = s.get(Device, status.agent_id)
-            if dev is not None and dev.key is not None and dev.key != key:
-                raise StoreError(f"device {status.agent_id} is approved with another key")
-            if dev is None:
-                dev = Device(agent_id=status.agent_id, first_seen=time.time(), name=status.name,
-                             state=status.state, last_seen=time.time())
-                s.add(dev)
-            dev.key, dev.approved_at, dev.approved_by = key, time.time(), by
-            _apply_status(dev, status, time.time())
-            s.execute(delete(Enrolment).where(Enrolment.agent_id == status.agent_id))
-            return dev
 
     def revoke(self, who: str) -> Device:
         """Withdraw a device's approval: its messages are refused until it is approved again."""
