@@ -73,7 +73,7 @@ def start(
         "--heartbeat-s", help="Seconds between heartbeats (default 5).")] = None,
     resend_s: Annotated[Optional[float], typer.Option(
         "--resend-s", help="Seconds before an unacknowledged result is sent again "
-                           "(default 30).")] = None,
+                           "(default 30; doubling with each send, up to 8 times).")] = None,
     prefix: Annotated[Optional[str], typer.Option(
         "--prefix", envvar="MLPERF_PREFIX", help="Topic prefix (default mlperf/v1).")] = None,
     profile: Annotated[Optional[str], typer.Option(

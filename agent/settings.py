@@ -66,6 +66,7 @@ class AgentSettings:
     tags: list[str] = field(default_factory=list)
     heartbeat_s: float = 5.0
     resend_s: float = 30.0            # an unacknowledged result is published again after this
+    #                                 (then after 2x, 4x, ... 8x: agent.spool.MAX_BACKOFF)
     prefix: str = DEFAULT_PREFIX
     allow: list[str] | None = None
     # Device profile and containers (device_profiles/, containers/).

@@ -16,6 +16,11 @@ from agent.protocol import JobResult
 #: Job ids remembered (oldest forgotten first). A replay of an older one is still refused:
 #: its envelope expired long before it could fall out of this window.
 MAX_SEEN_JOBS = 10_000
+#: An unacknowledged result waits ``older_than_s`` after its first send, twice that after its
+#: second, ... up to this many times: a controller behind its fleet (10,000 results at once)
+#: is not buried under copies of what it has not yet read. When the controller comes back
+#: online everything waiting goes at once regardless (``due()``).
+MAX_BACKOFF = 8
 
 
 class Spool:
@@ -46,12 +51,14 @@ class Spool:
                                          time.time()))
 
     def due(self, older_than_s: float = 0.0) -> list[JobResult]:
-        """Unacknowledged results not sent within the last ``older_than_s`` seconds."""
-        cutoff = time.time() - older_than_s
+        """Unacknowledged results not yet sent, or last sent longer ago than ``older_than_s``
+        times 1, 2, 4, ... (doubling with each send, at most :data:`MAX_BACKOFF` times)."""
+        now = time.time()
         with self._lock:
             rows = self._db.execute(
-                "SELECT payload FROM results WHERE sent_at IS NULL OR sent_at <= ?"
-                " ORDER BY spooled_at", (cutoff,)).fetchall()
+                "SELECT payload FROM results WHERE sent_at IS NULL OR sent_at <= ? - ? *"
+                " MIN(1 << MAX(sends - 1, 0), ?) ORDER BY spooled_at",
+                (now, older_than_s, MAX_BACKOFF)).fetchall()
         return [decode(JobResult, bytes(row[0]), "spool") for row in rows]
 
     def mark_sent(self, result_id: str) -> None:

@@ -33,8 +33,9 @@ from agent.protocol import (
     Sequence,
     Topics,
 )
+from agent.spool import MAX_BACKOFF
 
-RESEND_S = 30.0                      # agent.spool's resend interval for unacknowledged results
+RESEND_S = 30.0                      # agent.settings' resend interval for unacknowledged results
 
 
 @dataclass
@@ -71,7 +72,8 @@ class SimAgent:
         self.enrolment = enrolment_proof(token, self.agent_id, self.identity.public_b64)
         self.lock = threading.Lock()        # job and pending: the paho thread and tick() share
         self.job: tuple[JobAssignment, float] | None = None
-        self.pending: dict[str, tuple[JobResult, float]] = {}     # result id -> (result, sent)
+        self.announced = False
+        self.pending: dict[str, tuple[JobResult, float, int]] = {}  # result id -> (result, sent, n)
         self.next_beat = time.monotonic() + heartbeat_s * (0.2 + 0.8 * secrets.randbelow(1000)
                                                            / 1000)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{name}",
@@ -113,6 +115,7 @@ class SimAgent:
                           (self.topics.agent_acks(self.agent_id), 1)])
         self._publish(self.topics.agent_status(self.agent_id), self._status("online"),
                       retain=True)
+        self.announced = True          # as a real agent: heartbeats only after the status
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.lock:
@@ -149,6 +152,8 @@ class SimAgent:
             self._tick(now)
 
     def _tick(self, now: float) -> None:
+        if not self.announced:
+            return                     # a beat queued before the status would go first
         if now >= self.next_beat:
             self.next_beat += self.heartbeat_s
             job = self.job[0] if self.job else None
@@ -169,14 +174,14 @@ class SimAgent:
                                benchmark=job.benchmark, mode=job.mode, run_index=job.run_index,
                                status="done", started_at=finished - self.job_s,
                                finished_at=finished, exit_code=0, **self.seq())
-            self.pending[result.result_id] = (result, now)
+            self.pending[result.result_id] = (result, now, 1)
             self._publish(self.topics.job_result(self.agent_id, job.job_id), result)
             with self.stats.lock:
                 self.stats.jobs[job.job_id].result_at = finished
             self.job = None
-        for result_id, (result, sent) in list(self.pending.items()):
-            if now - sent >= RESEND_S:
-                self.pending[result_id] = (result, now)
+        for result_id, (result, sent, sends) in list(self.pending.items()):
+            if now - sent >= RESEND_S * min(2 ** (sends - 1), MAX_BACKOFF):   # as agent.spool
+                self.pending[result_id] = (result, now, sends + 1)
                 self._publish(self.topics.job_result(self.agent_id, result.job_id), result)
                 with self.stats.lock:
                     self.stats.jobs[result.job_id].resends += 1

@@ -1,10 +1,12 @@
 """What the serving controller says about a large fleet without flooding its log: heartbeat
-statistics every STATS_S, and per-device lines (enrolled, online, beating again) one by one for
-the first MAX_TOLD of each kind in a window, then counted."""
+statistics every STATS_S, and per-device and per-job lines (enrolled, online, beating again;
+assigned, running, result stored) one by one for the first MAX_TOLD of each kind in a window,
+then counted."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from controller.trust import MAX_TOLD
@@ -49,27 +51,33 @@ class BeatStats:
         return text
 
 
-class DeviceLines:
-    """``say(kind, agent_id, line)``: one INFO line per device for the first MAX_TOLD of a
-    kind in a STATS_S window, then one line counting the rest (10,000 devices coming online
-    at once were 10,000 lines, formatted on the controller's busiest thread)."""
+class Lines:
+    """``say(kind, fmt, *args)``: one INFO line each for the first MAX_TOLD of a kind in a
+    STATS_S window, then one line counting the rest ("9950 more jobs assigned"). 10,000 devices
+    coming online at once were 10,000 lines, and a campaign over them 70,000 (assigned, four
+    states, result), formatted on the controller's busiest threads. ``kind`` names what is
+    counted: "devices enrolled", "jobs running"."""
 
     def __init__(self, every_s: float = STATS_S) -> None:
         self.every_s = every_s
         self._said: dict[str, int] = {}
         self._since = time.monotonic()
+        self._lock = threading.Lock()          # the writer and the dispatcher both say
 
-    def say(self, kind: str, agent_id: str, line: str) -> None:
+    def say(self, kind: str, fmt: str, *args: object) -> None:
         self.roll()
-        n = self._said[kind] = self._said.get(kind, 0) + 1
+        with self._lock:
+            n = self._said[kind] = self._said.get(kind, 0) + 1
         if n <= MAX_TOLD:
-            log.info(line, agent_id)
+            log.info(fmt, *args)
 
     def roll(self, end: bool = False) -> None:
         """At the end of a window (or of serving): count what was not said one by one."""
         now = time.monotonic()
-        if end or now - self._since > self.every_s:
-            for kind, n in self._said.items():
-                if n > MAX_TOLD:
-                    log.info("%d more devices %s", n - MAX_TOLD, kind)
-            self._said, self._since = {}, now
+        if not (end or now - self._since > self.every_s):
+            return
+        with self._lock:
+            said, self._said, self._since = self._said, {}, now
+        for kind, n in said.items():
+            if n > MAX_TOLD:
+                log.info("%d more %s", n - MAX_TOLD, kind)

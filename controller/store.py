@@ -301,16 +301,24 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                                                     Job.state.in_(ACTIVE))))
 
     # -- jobs --------------------------------------------------------------------------------
-    def claim_dispatches(self) -> list[Dispatch]:
+    def claim_dispatches(self, window: int | None = None) -> list[Dispatch]:
         """For every online device with nothing active, assign its oldest queued job; a device
         left idle takes a retry of a campaign that allows any device of the same profile whose
         own device is away. One query finds the oldest queued job of every idle online device
-        (a scan per device took 2.9 s a tick at 10,000 devices)."""
-        out = []
+        (a scan per device took 2.9 s a tick at 10,000 devices). ``window``: at most this many
+        jobs wait assigned and not yet accepted, oldest jobs first (see
+        controller.service.DISPATCH_WINDOW)."""
+        out: list[Dispatch] = []
         with self.tx() as s:
             if s.scalar(select(Job.id).where(Job.state == JobState.QUEUED.value).limit(1)) \
                     is None:
                 return out                 # nothing waits: the fleet need not be read
+            room = None
+            if window is not None:
+                room = window - s.scalar(select(func.count()).select_from(Job).where(
+                    Job.state == JobState.ASSIGNED.value))
+                if room <= 0:
+                    return out
             busy = set(s.scalars(select(Job.agent_id).where(Job.state.in_(ACTIVE))))
             online = set(s.scalars(select(Device.agent_id).where(
                 Device.state == "online", Device.key.is_not(None))))
@@ -322,8 +330,11 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                       .subquery())
             firsts = s.scalars(select(Job).join(oldest, (Job.agent_id == oldest.c.agent_id)
                                                 & (Job.created_at == oldest.c.first))
-                               .where(Job.state == JobState.QUEUED.value))
+                               .where(Job.state == JobState.QUEUED.value)
+                               .order_by(Job.created_at, Job.id))
             for job in firsts:
+                if room is not None and len(out) >= room:
+                    return out
                 if job.agent_id in idle:
                     idle.discard(job.agent_id)
                     self._move(s, job, JobState.ASSIGNED, "controller", None)
@@ -334,16 +345,20 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                     Campaign.retry_anywhere.is_(True))):
                 devices = {d.agent_id: d for d in s.scalars(select(Device).where(
                     Device.agent_id.in_(sorted(online))))}
-                out += self._reassign_retries(s, [devices[a] for a in sorted(idle)], devices)
+                more = self._reassign_retries(s, [devices[a] for a in sorted(idle)], devices,
+                                              None if room is None else room - len(out))
+                out += more
         return out
 
-    def _reassign_retries(self, s: Session, idle: list[Device],
-                          online: dict[str, Device]) -> list[Dispatch]:
-        out = []
+    def _reassign_retries(self, s: Session, idle: list[Device], online: dict[str, Device],
+                          room: int | None) -> list[Dispatch]:
+        out: list[Dispatch] = []
         waiting = s.scalars(select(Job).join(Campaign, Campaign.id == Job.campaign_id).where(
             Job.state == JobState.QUEUED.value, Job.attempt > 1,
             Campaign.retry_anywhere.is_(True)).order_by(Job.created_at))
         for job in waiting:
+            if room is not None and len(out) >= room:
+                break
             if job.agent_id in online or not idle:
                 continue                           # its own device is here: it waits for it
             own = s.get(Device, job.agent_id)

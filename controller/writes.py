@@ -56,9 +56,9 @@ class Writes:
         if why is not None:
             self.trust.unlearn(status.agent_id, key)
             return lambda: log.warning("device %s not enrolled: %s", status.agent_id, why)
-        return lambda: self._lines.say("enrolled", status.agent_id,
-                                       f"device %s enrolled with the enrolment token (key "
-                                       f"{fingerprint(key)})")
+        return lambda: self._lines.say("devices enrolled", "device %s enrolled with the "
+                                       "enrolment token (key %s)", status.agent_id,
+                                       fingerprint(key))
 
     def _store_status(self, status: AgentStatus):
         before = self.store.device(status.agent_id)
@@ -83,15 +83,16 @@ class Writes:
                             "was %s): if both still run, one must take another --name",
                             status.agent_id, status.instance, was[1])
             if previous != status.state:
-                self._lines.say(status.state, status.agent_id, f"device %s is {status.state}"
-                          + (f" ({status.reason})" if status.reason else ""))
+                self._lines.say(f"devices {status.state}", "device %s is %s%s",
+                                status.agent_id, status.state,
+                                f" ({status.reason})" if status.reason else "")
             for job_id in lost:
                 log.warning("job %s lost: %s", job_id, why)
             self._wake.set()
         return after
 
     def _back(self, agent_id: str) -> None:
-        self._lines.say("beating again", agent_id, "device %s is beating again")
+        self._lines.say("devices beating again", "device %s is beating again", agent_id)
         self._wake.set()
 
     def _store_event(self, event: JobEvent):
@@ -102,11 +103,11 @@ class Writes:
 
         def after() -> None:
             if moved is not None:
-                log.info("job %s %s%s", event.job_id, moved.value,
-                         f": {event.detail}" if event.detail and moved != JobState.RUNNING
-                         else "")
-                if moved.terminal:
-                    self._wake.set()
+                self._lines.say(f"jobs {moved.value}", "job %s %s%s", event.job_id, moved.value,
+                                f": {event.detail}" if event.detail and moved != JobState.RUNNING
+                                else "")
+                if moved.terminal or moved == JobState.ACCEPTED:
+                    self._wake.set()           # a device free, or room in the dispatch window
         return after
 
     def _store_result(self, result: JobResult):
@@ -123,7 +124,8 @@ class Writes:
                               ResultAck(job_id=result.job_id, result_id=result.result_id,
                                         **self.seq()))
             if new:
-                log.info("result for job %s: %s, %s", result.job_id, result.status,
-                         result.error or quality_text(result.outcome))
+                self._lines.say(f"results {result.status} stored", "result for job %s: %s, %s",
+                                result.job_id, result.status,
+                                result.error or quality_text(result.outcome))
                 self._wake.set()
         return after

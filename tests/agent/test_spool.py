@@ -60,3 +60,26 @@ def test_boots_count_up_across_restarts(tmp_path):
     first.close()
     second = Spool(tmp_path / "s.sqlite")
     assert second.next_boot() == a + 1 and a > 1_000_000_000       # a wiped spool counts on
+
+
+def test_resends_back_off_doubling_up_to_a_bound(tmp_path, monkeypatch):
+    """A result sent n times waits older_than_s * 2**(n-1) (at most MAX_BACKOFF times) before
+    it is due again: a controller behind its fleet is not buried under copies."""
+    import agent.spool as spool_module
+
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.put(result(1))
+    clock = [1000.0]
+    monkeypatch.setattr(spool_module.time, "time", lambda: clock[0])
+    waits = []
+    for _ in range(6):
+        spool.mark_sent("r1")
+        sent = clock[0]
+        clock[0] = sent + 0.5
+        while not spool.due(older_than_s=10):
+            clock[0] += 1
+        waits.append(int(clock[0] - sent))
+    assert waits == [10, 20, 40, 80, 80, 80]          # each within the second
+    assert spool_module.MAX_BACKOFF == 8
+    spool.mark_sent("r1")
+    assert [r.result_id for r in spool.due()] == ["r1"]   # the controller came back: now

@@ -76,6 +76,26 @@ def test_one_job_per_device_at_a_time(store):
     assert store.progress(c.id) == {"done": 1, "assigned": 1, "queued": 2}
 
 
+def test_the_dispatch_window_bounds_jobs_assigned_and_not_yet_accepted(store):
+    """A campaign over many devices goes out as acceptances come back: at most ``window`` jobs
+    wait assigned, the oldest first, and each acceptance makes room for one more."""
+    names = [f"d{i}" for i in range(7)]
+    for name in names:
+        online(store, name)
+    store.create_campaign(["ncf"], "smoke", 1, names, "all", {})
+    first = store.claim_dispatches(window=3)
+    assert len(first) == 3
+    assert store.claim_dispatches(window=3) == []                   # the window is full
+    assert store.apply_event(event(first[0].job, JobState.ACCEPTED)) is JobState.ACCEPTED
+    second = store.claim_dispatches(window=3)
+    assert len(second) == 1                                         # room for one
+    created = [store.job(d.job.id).created_at for d in first + second]
+    later = [j.created_at for j in store.jobs(first[0].job.campaign_id)
+             if j.state == "queued"]
+    assert max(created) <= min(later)                               # oldest jobs first
+    assert len(store.claim_dispatches()) == 3                       # no window: the rest
+
+
 def test_events_are_idempotent_and_keep_mllog_lines(store):
     online(store, "a")
     store.create_campaign(["ncf"], "smoke", 1, ["a"], "all", {})
