@@ -58,6 +58,7 @@ def _global(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks
 
 from controller.cli_options import (  # noqa: E402  (after the consoles they log through)
     AssignTimeout,
+    DispatchWindow,
     Broker,
     BrokerUser,
     ConfigFile,
@@ -81,7 +82,8 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
           enrol_token_file: TokenFile = None, broker_user: BrokerUser = None,
           broker_password_file: PasswordFile = None, tls_ca: TlsCa = None,
           tls_cert: TlsCert = None, tls_key: TlsKey = None,
-          assign_timeout: AssignTimeout = None, worker: Worker = None) -> None:
+          assign_timeout: AssignTimeout = None, dispatch_window: DispatchWindow = None,
+          worker: Worker = None) -> None:
     """Run the controller: track devices, dispatch queued campaigns, store results (Ctrl-C
     stops it; devices keep their results spooled until it returns).
 
@@ -96,7 +98,8 @@ def serve(broker: Broker = None, db: Db = None, prefix: Prefix = None,
         config, broker=broker, db=db, prefix=prefix, identity=identity,
         enrol_token_file=enrol_token_file, broker_user=broker_user,
         broker_password_file=broker_password_file, tls_ca=tls_ca, tls_cert=tls_cert,
-        tls_key=tls_key, assign_timeout_s=assign_timeout)
+        tls_key=tls_key, assign_timeout_s=assign_timeout,
+        dispatch_window=dispatch_window)
     if worker is not None:
         from agent.protocol import check_id
 
@@ -181,7 +184,8 @@ def run(
     identity: Identity = None, enrol_token_file: TokenFile = None,
     broker_user: BrokerUser = None, broker_password_file: PasswordFile = None,
     tls_ca: TlsCa = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
-    assign_timeout: AssignTimeout = None, as_json: Json = False,
+    assign_timeout: AssignTimeout = None, dispatch_window: DispatchWindow = None,
+    as_json: Json = False,
 ) -> None:
     """Create a campaign (benchmarks x devices x runs) and show progress until it is done.
 
@@ -200,7 +204,8 @@ def run(
         config, broker=broker, db=db, prefix=prefix, identity=identity,
         enrol_token_file=enrol_token_file, broker_user=broker_user,
         broker_password_file=broker_password_file, tls_ca=tls_ca, tls_cert=tls_cert,
-        tls_key=tls_key, assign_timeout_s=assign_timeout)
+        tls_key=tls_key, assign_timeout_s=assign_timeout,
+        dispatch_window=dispatch_window)
     req = CampaignRequest(benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()],
                           devices=devices_, runs=runs, mode=mode, params=parse_params(set_),
                           seed=seed, max_steps=max_steps, max_seconds=max_seconds,

@@ -58,6 +58,10 @@ AssignTimeout = Annotated[Optional[float], typer.Option(
     "--assign-timeout", envvar="MLPERF_ASSIGN_TIMEOUT", min=1,
     help="Seconds a device has to take a job it was sent before the job counts as lost (and "
          "is retried); default 120.")]
+DispatchWindow = Annotated[Optional[int], typer.Option(
+    "--dispatch-window", envvar="MLPERF_DISPATCH_WINDOW", min=1, max=1_000_000,
+    help="At most this many jobs wait sent and not yet accepted by their device; a campaign "
+         "over a large fleet goes out as acceptances come back (default 256).")]
 
 
 def open_settings(config: Path | None = None, create: bool = True, **flags: Any):

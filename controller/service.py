@@ -66,12 +66,6 @@ MAX_WAITING_TOPICS = 200_000
 #: QoS 1 sends awaiting the broker's ack: at paho's 20 (or the agent's 100), a campaign's
 #: thousand assignments went out a hundred per round trip behind the incoming traffic.
 MAX_INFLIGHT = 2000
-#: At most this many jobs wait assigned and not yet accepted by their device: a campaign over
-#: 10,000 devices is sent as fast as the fleet's acceptances come back, not all at once. All
-#: at once, the controller fell minutes behind the events and results it had itself set off
-#: (assignment p99 115 s, result acks 3 min late, 54,000 re-sent results at 10,000 agents);
-#: a device that never accepts holds its place until assign_timeout_s.
-DISPATCH_WINDOW = 256
 
 
 class ControllerService(Writes):
@@ -94,6 +88,7 @@ class ControllerService(Writes):
         self.tick_s = tick_s
         self.heartbeat_beats = heartbeat_beats
         self.assign_timeout_s = settings.assign_timeout_s
+        self.dispatch_window = settings.dispatch_window
         self.identity = settings.load_identity()
         self.trust = FleetTrust(store, t, self.identity, settings.enrol_token())
         self.link = Link(settings.broker_connection(), self.client_id, t,
@@ -382,7 +377,7 @@ class ControllerService(Writes):
             self.store.heard_through_all(WORKER_ALIVE_S)
         if through is not None:
             self._judge_silence(through)
-        for d in self.store.claim_dispatches(DISPATCH_WINDOW):
+        for d in self.store.claim_dispatches(self.dispatch_window):
             job = d.job
             try:
                 assignment = JobAssignment(

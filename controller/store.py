@@ -307,7 +307,7 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
         own device is away. One query finds the oldest queued job of every idle online device
         (a scan per device took 2.9 s a tick at 10,000 devices). ``window``: at most this many
         jobs wait assigned and not yet accepted, oldest jobs first (see
-        controller.service.DISPATCH_WINDOW)."""
+        controller.settings.ControllerSettings.dispatch_window)."""
         out: list[Dispatch] = []
         with self.tx() as s:
             if s.scalar(select(Job.id).where(Job.state == JobState.QUEUED.value).limit(1)) \

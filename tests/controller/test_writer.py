@@ -180,3 +180,36 @@ def test_copies_of_a_result_waiting_together_are_verified_stored_and_acked_once(
     service._on_result_bytes(topic, seal(JobResult(**body, **seq()), topic, pi))
     service._write_inbox()
     assert len(acks) == 2 and len(service.store.results(job.campaign_id)) == 1
+
+
+def test_a_campaign_goes_out_as_acceptances_come_back(service, monkeypatch):
+    """The dispatcher keeps at most dispatch_window jobs assigned and not yet accepted; an
+    acceptance the writer stores wakes it to send the next (at 10,000 devices, all at once put
+    the controller minutes behind what it had set off)."""
+    from agent.protocol import JobAssignment, JobEvent, JobState
+
+    service.dispatch_window = 2                        # serve --dispatch-window 2
+    pis = {f"pi-{i}": Identity.generate() for i in range(5)}
+    for name, key in pis.items():
+        hear(service, name, key, status(name, key, capabilities=None))
+    service._write_inbox()
+    service.store.create_campaign(["ncf"], "smoke", 1, sorted(pis), "all", {})
+    sent = []
+    monkeypatch.setattr(service.link, "publish", lambda t, m, **k: sent.append(m))
+    monkeypatch.setattr(service.link, "echo", lambda then: None)
+    service.link.connected.set()
+    service._tick()
+    assert [type(m) for m in sent] == [JobAssignment, JobAssignment]
+    service._tick()
+    assert len(sent) == 2                              # the window is full
+    first = sent[0]
+    service._wake.clear()
+    agent_id = service.store.job(first.job_id).agent_id
+    topic = service.topics.job_events(agent_id, first.job_id)
+    service._on_event(topic, JobEvent(job_id=first.job_id, agent_id=agent_id,
+                                      state=JobState.ACCEPTED, **seq()))
+    service._write_inbox()
+    assert service._wake.is_set()                      # the dispatcher is woken at once
+    service._tick()
+    assert len(sent) == 3 and all(isinstance(m, JobAssignment) for m in sent)
+    assert len({m.job_id for m in sent}) == 3

@@ -104,7 +104,9 @@ def test_run_without_serve_dispatches_in_process_and_detach_queues(env, agents, 
                           check=True).stdout)[-1]["jobs"] == {"cancelled": 1}
 
 
-def test_controller_errors_are_one_line(env):
+def test_controller_errors_are_one_line(env, tmp_path):
+    settings = tmp_path / "controller.yaml"
+    settings.write_text("dispatch_window: lots\n")
     for args, complaint in [
         (("run", "--benchmarks", "ncf", "--devices", "nobody"), "no device named 'nobody'"),
         (("run", "--benchmarks", "ncf", "--mode", "turbo"), "--mode 'turbo'"),
@@ -124,6 +126,7 @@ def test_controller_errors_are_one_line(env):
         (("serve", "--worker", "a"), "--worker shares one store among processes: use "
                                      "PostgreSQL"),
         (("serve", "--worker", "a/b"), "invalid worker name"),
+        (("serve", "--config", str(settings)), "dispatch_window must be a whole number"),
     ]:
         proc = cli("mlperf-controller", *args, env=env, timeout=60)
         assert proc.returncode == 1, (args, proc.stderr)
