@@ -63,6 +63,9 @@ GATHER_S = 0.05
 #: verified first; older ones only if it is refused), and topics with some waiting, at most.
 CANDIDATES = 4
 MAX_WAITING_TOPICS = 200_000
+#: ... and their bytes, at most (a heartbeat is ~1 KB; one sender flooding 200,000 topics with
+#: payloads at the broker's size limit would otherwise be held in full until the next write).
+MAX_WAITING_BYTES = 256 * 2 ** 20
 #: QoS 1 sends awaiting the broker's ack: at paho's 20 (or the agent's 100), a campaign's
 #: thousand assignments went out a hundred per round trip behind the incoming traffic.
 MAX_INFLIGHT = 2000
@@ -121,7 +124,7 @@ class ControllerService(Writes):
         # heartbeat topic -> [heard since the last write, the newest unopened payloads]
         self._beats: dict[str, list] = {}
         self._results: dict[str, list] = {}              # result topic -> the same, results
-        self._beats_heard = self._dropped = 0
+        self._beats_heard = self._dropped = self._waiting_bytes = 0
         # Silence is judged against what has been heard, not against the clock: the wall time
         # of the newest echo of ourselves the writer stored behind the fleet's messages (a
         # controller running behind must not call the devices whose beats it has not yet
@@ -214,15 +217,19 @@ class ControllerService(Writes):
         self._inbox_ready.set()
 
     def _keep(self, waiting: dict[str, list], topic: str, payload: bytes) -> bool:
-        """Under the inbox lock: ``payload`` joins the newest ones kept for ``topic``."""
+        """Under the inbox lock: ``payload`` joins the newest ones kept for ``topic`` (False:
+        dropped unread, the bounds are reached)."""
         kept = waiting.get(topic)
+        freed = len(kept[1][0]) if kept is not None and len(kept[1]) == CANDIDATES else 0
+        if self._waiting_bytes + len(payload) - freed > MAX_WAITING_BYTES or \
+                (kept is None and len(waiting) >= MAX_WAITING_TOPICS):
+            self._dropped += 1                        # a result is re-sent, a beat comes again
+            return False
         if kept is None:
-            if len(waiting) >= MAX_WAITING_TOPICS:
-                self._dropped += 1                    # a result is re-sent, a beat comes again
-                return False
             kept = waiting[topic] = [0, deque(maxlen=CANDIDATES)]
         kept[0] += 1
-        kept[1].append(payload)
+        kept[1].append(payload)                       # the oldest falls out when full
+        self._waiting_bytes += len(payload) - freed
         return True
 
     def _open_newest(self, waiting: dict[str, list], model: type, fits) -> tuple[list, int]:
@@ -289,6 +296,8 @@ class ControllerService(Writes):
             batch, self._inbox = self._inbox, []
             waiting, self._beats = self._beats, {}
             results, self._results = self._results, {}
+            self._waiting_bytes = 0
+            dropped, self._dropped = self._dropped, 0
             heard, self._beats_heard = self._beats_heard, 0
             self._inbox_ready.clear()
         echoes = [sent_at for kind, sent_at in batch if kind == "echo"]
@@ -321,13 +330,12 @@ class ControllerService(Writes):
                     except Exception:                  # noqa: BLE001
                         log.exception("could not store a %s; dropped", item[0])
             self._beat_stats.add(heard, applied, superseded, time.monotonic() - started)
-            if self._dropped:
-                log.warning("%d heartbeat(s) or result(s) dropped unread: more than %d topics "
-                            "had one waiting (results are re-sent until acknowledged)",
-                            self._dropped, MAX_WAITING_TOPICS)
-                self._dropped = 0
             for effect in effects:                     # after the commit: acks, logs, wakes
                 effect()
+        if dropped:
+            log.warning("%d heartbeat(s) or result(s) dropped unread: more than %d topics or "
+                        "%d MiB waited to be written (results are re-sent until acknowledged)",
+                        dropped, MAX_WAITING_TOPICS, MAX_WAITING_BYTES // 2 ** 20)
         if echoes:                                     # all heard before them is stored
             self._heard_through = max(echoes)
             self._echo_out = None

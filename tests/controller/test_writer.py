@@ -213,3 +213,30 @@ def test_a_campaign_goes_out_as_acceptances_come_back(service, monkeypatch):
     service._tick()
     assert len(sent) == 3 and all(isinstance(m, JobAssignment) for m in sent)
     assert len({m.job_id for m in sent}) == 3
+
+
+def test_what_waits_unopened_is_bounded_in_bytes(service, monkeypatch, caplog):
+    """Payloads kept for the writer are bounded by bytes as well as by topics: past the budget
+    they are dropped unread and counted (a beat comes again, a result is re-sent); a device's
+    older beats falling out of its few places give their bytes back."""
+    import controller.service as service_module
+
+    keys = {f"pi-{i}": Identity.generate() for i in range(5)}
+    for name, key in keys.items():
+        hear(service, name, key, status(name, key))
+    service._write_inbox()
+    topic = service.topics.agent_heartbeat("pi-0")
+    size = len(seal(beat("pi-0"), topic, keys["pi-0"]))
+    monkeypatch.setattr(service_module, "MAX_WAITING_BYTES", int(4.5 * size))
+    for _ in range(3 * service_module.CANDIDATES):       # one device: its newest few only
+        hear(service, "pi-0", keys["pi-0"], beat("pi-0"), kind="beat")
+    assert service._dropped == 0
+    for name in ("pi-1", "pi-2"):
+        hear(service, name, keys[name], beat(name), kind="beat")
+    assert service._dropped == 2                         # the budget holds four
+    with caplog.at_level("WARNING", logger="mlperf.controller"):
+        service._write_inbox()
+    assert any("2 heartbeat(s) or result(s) dropped unread" in r.getMessage()
+               for r in caplog.records)
+    hear(service, "pi-3", keys["pi-3"], beat("pi-3"), kind="beat")
+    assert service._dropped == 0 and service._waiting_bytes > 0    # written: room again
