@@ -199,7 +199,7 @@ def main() -> int:
     parser.add_argument("--job-s", type=float, default=2.0)
     parser.add_argument("--jobs-timeout-s", type=float, default=900.0)
     parser.add_argument("--dispatch-window", type=int, default=None,
-                        help="the controller's --dispatch-window (default: its own, 256); a "
+                        help="the controller's --dispatch-window (default: its own, 512); a "
                              "number past the fleet's size sends a campaign all at once")
     parser.add_argument("--controller-src", type=Path, default=None,
                         help="run the controller of another checkout (e.g. a git worktree)")

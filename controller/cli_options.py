@@ -61,7 +61,7 @@ AssignTimeout = Annotated[Optional[float], typer.Option(
 DispatchWindow = Annotated[Optional[int], typer.Option(
     "--dispatch-window", envvar="MLPERF_DISPATCH_WINDOW", min=1, max=1_000_000,
     help="At most this many jobs wait sent and not yet accepted by their device; a campaign "
-         "over a large fleet goes out as acceptances come back (default 256).")]
+         "over a large fleet goes out as acceptances come back (default 512).")]
 
 
 def open_settings(config: Path | None = None, create: bool = True, **flags: Any):
