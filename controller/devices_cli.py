@@ -77,7 +77,7 @@ def devices(ctx: typer.Context, broker: Broker = None, db: Db = None, prefix: Pr
                       "presence was still arriving", style="yellow", markup=False)
     except BrokerUnavailable as exc:
         err.print(f"{exc}; showing the last known state", style="yellow", markup=False)
-    rows, pending = store.devices(), store.pending()
+    rows, pending = store.devices(plain=True), store.pending()
     if as_json:
         print(json.dumps([views.device_dict(d) for d in rows], indent=2))
         return
