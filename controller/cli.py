@@ -272,6 +272,11 @@ def logs(job: Annotated[str, typer.Argument(help="Job id (see `results --json`).
     if store.job(job) is None:
         raise StoreError(f"no job {job!r}")
     text = "".join(line + "\n" for line in store.log_lines(job))
+    missing = store.log_missing(job)
+    if missing:
+        err.print(f"incomplete: {missing} MLLOG line(s) its agent sent never reached the store "
+                  "(job events lost on the way); this log is not the whole run",
+                  style="yellow", markup=False)
     if output:
         output.write_text(text)
         err.print(f"{text.count(chr(10))} MLLOG lines written to {output}")

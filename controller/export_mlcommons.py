@@ -209,6 +209,11 @@ def choose(runs: list[Run], known: list[str], ruleset: str,
             if not r.superseded:
                 notes.append(f"skipped {what}: {r.state}, not a finished run")
             continue
+        if r.log_missing:
+            notes.append(f"skipped {what}: {r.log_missing} of the MLLOG lines its agent sent "
+                         "never reached the store (job events lost on the way, e.g. a worker "
+                         "killed while holding them): its log is not the run's; run it again")
+            continue
         if r.benchmark not in known:
             notes.append(f"skipped {what}: MLCommons training {ruleset} has no rules for "
                          f"{r.benchmark!r} (its tools would reject the folder)")

@@ -101,7 +101,7 @@ CSV_FIELDS = ("campaign_id", "job_id", "started_at", "finished_at", "device", "a
               "throughput_samples_per_s", "energy_j", "avg_power_w", "peak_power_w",
               "samples_per_j", "power_method", "power_scope", "meets_mlperf_power_rules",
               "power_doubts", "profile", "image_digest", "runtime", "model_sha256",
-              "source_revision", "error")
+              "source_revision", "log_lines_missing", "error")
 
 
 def results_csv(runs: list[Run]) -> str:

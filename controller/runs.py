@@ -67,6 +67,9 @@ class Run:
     meets_power_rules: bool = False
     doubts: tuple[str, ...] = ()             # each makes the energy figure unscoreable
     notes: tuple[str, ...] = ()              # worth knowing; the figures still stand
+    # MLLOG lines the agent forwarded (its result says how many) that the store lacks: job
+    # events lost on the way (a worker killed holding them). The log is not evidence then.
+    log_missing: int = 0
     window_ms: tuple[int, int] | None = None
     trace: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     profile: str | None = None
@@ -139,8 +142,17 @@ class Run:
             "profile": self.profile, "image_digest": self.image_digest,
             "runtime": self.runtime, "model_sha256": self.model_sha256,
             "source_revision": self.source_revision, "sensors": list(self.sensors),
-            "dataset": self.dataset,
+            "dataset": self.dataset, "log_lines_missing": self.log_missing,
         }
+
+
+def log_missing(job: Job, result: JobResult) -> int:
+    """How many of the MLLOG lines ``result`` says its agent forwarded the store lacks (a job
+    keeps at most MAX_LOG_LINES_PER_JOB). Judged when read: with several workers a job's
+    events and its result may be written by different ones, in either order."""
+    from controller.store import MAX_LOG_LINES_PER_JOB
+
+    return max(0, min(result.mllog_lines, MAX_LOG_LINES_PER_JOB) - (job.log_lines or 0))
 
 
 def build(job: Job, result: Result | None, device_name: str,
@@ -167,7 +179,8 @@ def build(job: Job, result: Result | None, device_name: str,
     out, power = payload.outcome, payload.power
     fields: dict[str, Any] = {"started_at": payload.started_at,
                               "finished_at": payload.finished_at, "error": payload.error,
-                              "image_digest": payload.image_digest or job.image_digest}
+                              "image_digest": payload.image_digest or job.image_digest,
+                              "log_missing": log_missing(job, payload)}
     if out is not None:
         fields.update(
             division=out.division or job.division, converged=out.reached_target,

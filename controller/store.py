@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import create_engine, event, func, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
@@ -506,6 +507,20 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
             if campaign_id:
                 q = q.where(Job.campaign_id == campaign_id)
             return [(j, r, name or j.agent_id) for j, r, name in s.execute(q)]
+
+    def log_missing(self, job_id: str) -> int:
+        """MLLOG lines the job's stored result says were sent that the store lacks (0: none,
+        or no result yet)."""
+        from controller.runs import log_missing
+
+        with self.tx() as s:
+            job, row = s.get(Job, job_id), s.get(Result, job_id)
+            if job is None or row is None:
+                return 0
+            try:
+                return log_missing(job, JobResult.model_validate(row.payload))
+            except ValidationError:
+                return 0
 
     def log_lines(self, job_id: str) -> list[str]:
         with self.tx() as s:

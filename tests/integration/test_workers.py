@@ -76,6 +76,13 @@ def test_two_workers_share_the_fleet_and_losing_the_dispatching_one_loses_nothin
         # Each result stored once, by one worker or the other.
         said = stored_by(workers["a"].log) + stored_by(workers["b"].log)
         assert sorted(said) == sorted(set(said)) and set(said) >= {r["job_id"] for r in rows}
+        # A log is whole or says it is not: events the killed worker held are lost (the
+        # result is re-sent, its events are not), and the result counts what was sent.
+        for r in rows:
+            got = cli("mlperf-controller", "logs", r["job_id"], env=env, check=True)
+            missing = r["log_lines_missing"]
+            assert got.stdout.count("\n") == r["result"]["mllog_lines"] - missing
+            assert ("incomplete: " in got.stderr) == (missing > 0), (r, got.stderr)
         survivor = workers[alive].log
         assert f"worker {alive} is now dispatching" in survivor or leader.endswith(alive)
         assert "marking it offline" not in survivor
