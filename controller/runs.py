@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from agent.protocol import JobResult
 from controller.models import Device, Job, Result
+from controller.store import log_missing
 
 # Re-exported: the controller's views and the report name them from here.
 from agent.display import (  # noqa: E402,F401
@@ -144,15 +145,6 @@ class Run:
             "source_revision": self.source_revision, "sensors": list(self.sensors),
             "dataset": self.dataset, "log_lines_missing": self.log_missing,
         }
-
-
-def log_missing(job: Job, result: JobResult) -> int:
-    """How many of the MLLOG lines ``result`` says its agent forwarded the store lacks (a job
-    keeps at most MAX_LOG_LINES_PER_JOB). Judged when read: with several workers a job's
-    events and its result may be written by different ones, in either order."""
-    from controller.store import MAX_LOG_LINES_PER_JOB
-
-    return max(0, min(result.mllog_lines, MAX_LOG_LINES_PER_JOB) - (job.log_lines or 0))
 
 
 def build(job: Job, result: Result | None, device_name: str,

@@ -109,6 +109,13 @@ def _create_tables(engine) -> None:
             time.sleep(0.2)
 
 
+def log_missing(job: Job, result: JobResult) -> int:
+    """How many of the MLLOG lines ``result`` says its agent forwarded the store lacks (a job
+    keeps at most MAX_LOG_LINES_PER_JOB). Judged when read: with several workers a job's
+    events and its result may be written by different ones, in either order."""
+    return max(0, min(result.mllog_lines, MAX_LOG_LINES_PER_JOB) - (job.log_lines or 0))
+
+
 class Store(DeviceRecords, AttemptRecords, WorkerRecords):
     """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
 
@@ -346,9 +353,8 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                     Campaign.retry_anywhere.is_(True))):
                 devices = {d.agent_id: d for d in s.scalars(select(Device).where(
                     Device.agent_id.in_(sorted(online))))}
-                more = self._reassign_retries(s, [devices[a] for a in sorted(idle)], devices,
+                out += self._reassign_retries(s, [devices[a] for a in sorted(idle)], devices,
                                               None if room is None else room - len(out))
-                out += more
         return out
 
     def _reassign_retries(self, s: Session, idle: list[Device], online: dict[str, Device],
@@ -511,8 +517,6 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
     def log_missing(self, job_id: str) -> int:
         """MLLOG lines the job's stored result says were sent that the store lacks (0: none,
         or no result yet)."""
-        from controller.runs import log_missing
-
         with self.tx() as s:
             job, row = s.get(Job, job_id), s.get(Result, job_id)
             if job is None or row is None:
