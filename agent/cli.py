@@ -98,6 +98,13 @@ def start(
         "--containers/--no-containers",
         help="Run jobs that name an image inside it when a Docker engine answers (default), "
              "or always natively.")] = None,
+    platform: Annotated[Optional[str], typer.Option(
+        "--platform", envvar="MLPERF_PLATFORM",
+        help="Platform of the containers jobs run in: linux/amd64 or linux/arm64 (default: "
+             "this host's). Another architecture runs under qemu emulation (binfmt_misc), e.g. "
+             "a Raspberry Pi image on an x86 box to try it out: every job must name an image "
+             "of that platform, and every result is labelled emulated, its times never "
+             "compared with a real board's.")] = None,
     controller_key: Annotated[Optional[str], typer.Option(
         "--controller-key", envvar="MLPERF_CONTROLLER_KEY", rich_help_panel=LOGIN,
         help="Only take jobs signed by this controller key: SHA256:... as `mlperf-controller "
@@ -152,7 +159,8 @@ def start(
                             prefix=prefix, profile=profile, profiles_dir=profiles_dir,
                             images_dir=images_dir, models_dir=models_dir,
                             models_url=models_url,
-                            containers=containers, controller_key=controller_key,
+                            containers=containers, platform=platform,
+                            controller_key=controller_key,
                             trust_on_first_use=trust_on_first_use, identity=identity,
                             enrol_token_file=enrol_token_file, broker_user=broker_user,
                             broker_password_file=broker_password_file, tls_ca=tls_ca,

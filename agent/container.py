@@ -160,11 +160,12 @@ class ContainerProcess(ReferenceProcess):
 
     def __init__(self, request: RunRequest, image: str, limits: ContainerLimits,
                  on_mllog=lambda lines: None, on_progress=lambda line: None,
-                 agent: str = "mlperf-agent") -> None:
+                 agent: str = "mlperf-agent", platform: str | None = None) -> None:
         super().__init__(request, on_mllog, on_progress)
         self.image = image
         self.limits = limits
         self.agent = agent                 # labels the container: a restart reaps its own
+        self.platform = platform           # set: run as this platform (under emulation)
 
     def argv(self) -> list[str]:
         """The reference command inside the container (paths as the container sees them)."""
@@ -190,6 +191,8 @@ class ContainerProcess(ReferenceProcess):
             kwargs.update(mem_limit=limit, memswap_limit=limit)    # no swap past the limit
         if self.limits.gpus:
             kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if self.platform:
+            kwargs["platform"] = self.platform
         uid, gid = container_user()
         if os.getuid() == 0 and uid != 0:
             os.chown(req.out_dir, uid, gid)               # the run writes only its own folder
@@ -304,22 +307,69 @@ def _lines(chunks, longest: int = 1 << 20):
         yield pending
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's code ran: the image (None: natively), the platform it ran as, and
+    whether that was under emulation (qemu on another architecture)."""
+
+    image_digest: str | None
+    platform: str | None
+    emulated: bool = False
+
+
 def choose_process(job, workspace, request: RunRequest, on_mllog, on_progress
-                   ) -> tuple[ReferenceProcess, str | None]:
+                   ) -> tuple[ReferenceProcess, Placement]:
     """The container run when the job names an image, this device has an engine and its
-    profile is not native; else the native subprocess, as always. Returns the process and the
-    image digest (None when native). Pulling/loading happens here, in the preparing state."""
+    profile is not native; else the native subprocess, as always. Returns the process and
+    where it runs. Pulling/loading happens here, in the preparing state. An agent that
+    emulates another platform (``--platform``) runs nothing natively, and only images of its
+    platform."""
+    from agent import platforms
+
     profile = workspace.profile
+    target = workspace.container_platform
+    try:
+        host = platforms.host_platform()
+    except platforms.UnsupportedPlatform:
+        host = None
+    emulated = target is not None and target != host
     if job.image is None or workspace.engine is None or (
             profile is not None and not profile.uses_container):
+        if emulated:
+            raise JobError(f"this agent runs {target} containers under emulation "
+                           f"(--platform): a job must name a {target} image (`mlperf-controller "
+                           "run --image PROFILE=REF`); nothing runs natively here")
         if job.image is not None:
             log.info("job %s names image %s but runs natively here (%s)", job.job_id, job.image,
                      "no container engine" if workspace.engine is None else
                      f"profile {profile.name} is native")
-        return ReferenceProcess(request, on_mllog, on_progress), None
+        return ReferenceProcess(request, on_mllog, on_progress), Placement(None, host)
     digest = prepare_image(job.image, workspace.images_dir, job.image_digest)
+    image = _client().images.get(job.image)
+    ran_as = image_platform(image)
+    expected = target or host
+    if expected is not None and ran_as != expected:
+        hint = (f"; an agent started with --platform {ran_as} runs it under emulation"
+                if ran_as in platforms.PLATFORMS else "")
+        raise JobError(f"image {job.image} is built for {ran_as}; this agent runs {expected} "
+                       f"containers{hint}")
+    gpu_image = (image.labels or {}).get(ACCELERATOR_LABEL, "cuda") != "cpu"
     limits = ContainerLimits() if profile is None else ContainerLimits(
         memory_limit_mb=profile.memory_limit_mb(job.benchmark),
-        shm_size_mb=profile.container.shm_size_mb, gpus=profile.container.gpus)
-    return ContainerProcess(request, job.image, limits, on_mllog, on_progress,
-                            agent=workspace.platform), digest
+        shm_size_mb=profile.container.shm_size_mb,
+        gpus=profile.container.gpus and gpu_image)
+    if profile is not None and profile.container.gpus and not gpu_image:
+        log.info("image %s is labelled a CPU image: it runs without --gpus", job.image)
+    return (ContainerProcess(request, job.image, limits, on_mllog, on_progress,
+                             agent=workspace.platform, platform=ran_as if emulated else None),
+            Placement(digest, ran_as, emulated))
+
+
+#: The label `images build` sets: cpu for an image that never uses a GPU (a Jetson's CPU
+#: image), else the accelerator its torch was built for.
+ACCELERATOR_LABEL = "io.mlperf-edge.accelerator"
+
+
+def image_platform(image) -> str:
+    """linux/ARCH of an image, as its config records it."""
+    return f"{image.attrs.get('Os') or 'linux'}/{image.attrs.get('Architecture') or '?'}"

@@ -39,6 +39,8 @@ class Workspace:
     profile: object | None = None
     engine: str | None = None
     images_dir: Path | None = None
+    # The platform of the containers jobs run in (None: the host's); another one is emulated.
+    container_platform: str | None = None
     # How power is measured (the device profile's ``power:`` section), where /sys is (a
     # host's root mounted in a container), and the broker smart plugs publish to (a URL, or
     # an agent.link.Broker with the agent's credentials).
@@ -187,8 +189,8 @@ class JobExecution:
                 max_steps=job.max_steps, max_seconds=job.max_seconds, division=job.division,
                 runtime=job.runtime, models_dir=self.workspace.models(),
                 model_sha256=job.model_sha256)
-            process, image_digest = choose_process(job, self.workspace, request,
-                                                   self.on_mllog, self.on_progress)
+            process, placed = choose_process(job, self.workspace, request,
+                                             self.on_mllog, self.on_progress)
             process.on_started = marker.started
         except MlperfEdgeError as exc:
             return self._finish("failed", started, error=str(exc),
@@ -241,7 +243,8 @@ class JobExecution:
         return self._finish(status, started, error=error, exit_code=ran.exit_code,
                             mllog_lines=ran.mllog_lines + power_count,
                             timed_window=ran.tracker.window, power=power_report,
-                            outcome=ran.outcome, image_digest=image_digest,
+                            outcome=ran.outcome, image_digest=placed.image_digest,
+                            platform=placed.platform, emulated=placed.emulated or None,
                             retryable=retryable, device_state=device_state)
 
     def _finish(self, status: str, started: float, **fields) -> JobResult:

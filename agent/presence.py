@@ -25,9 +25,11 @@ def package_version(name: str) -> str | None:
 
 def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | None = None,
                  container_engine: str | None = None,
-                 training_runtime: str | None = None) -> Capabilities:
+                 training_runtime: str | None = None, container_platform: str | None = None,
+                 emulated: bool = False) -> Capabilities:
     """Describe this device. ``root`` lets a container read the host's /proc and /dev;
-    ``training_runtime`` is the profile's choice for campaigns that name none."""
+    ``training_runtime`` is the profile's choice for campaigns that name none;
+    ``container_platform`` the platform its containers run (``emulated``: under qemu)."""
     runtimes = training_runtimes(container_engine)
     return Capabilities(
         runtimes=runtimes,
@@ -46,6 +48,8 @@ def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | N
         agent_version=package_version("mlperf-edge") or "unknown",
         cpu_model=cpu_model(root),
         host_id=host_id(),
+        container_platform=container_platform,
+        emulated=emulated,
     )
 
 

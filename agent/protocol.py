@@ -67,6 +67,7 @@ _ID_RE = re.compile(ID_PATTERN)
 #: Display names: printable, no control characters (they are shown in terminals and reports).
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+PLATFORM_PATTERN = r"^linux/(amd64|arm64)$"
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,6 +328,11 @@ class Capabilities(BaseModel):
     default_runtime: TrainingRuntime | None = Field(default=None, description=(
         "what a campaign that names no --runtime uses here (the profile's training_runtime; "
         "litert where only the interpreter is installed); None: torch"))
+    container_platform: str | None = Field(default=None, pattern=PLATFORM_PATTERN, description=(
+        "the platform of the containers jobs run in (mlperf-agent --platform); None: the host's"))
+    emulated: bool = Field(default=False, description=(
+        "those containers run under qemu emulation on another architecture: times and energy "
+        "are the emulator's, never a board's"))
 
 
 class AgentStatus(Message):
@@ -655,6 +661,11 @@ class JobResult(Message):
     power: PowerReport | None = Field(default=None, description="energy over the timed window")
     image_digest: str | None = Field(default=None, max_length=400, description=(
         "the image the job ran in: repo digest (REPO@sha256:...) or image id (sha256:...)"))
+    platform: str | None = Field(default=None, pattern=PLATFORM_PATTERN, description=(
+        "the platform the run's code ran as: its container's, or the host's when native"))
+    emulated: bool = Field(default=False, description=(
+        "it ran under qemu emulation on another architecture: its times and energy are the "
+        "emulator's and are never compared with a real board's"))
     retryable: bool = Field(default=False, description=(
         "the failure was the device's, not the job's (image, engine, sensor, agent crash or "
         "stop): the campaign's retry policy may run it again"))

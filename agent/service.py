@@ -83,7 +83,8 @@ class AgentService:
         self.seq = Sequence()
         self.benchmarks = [b for b in registry.names()
                            if settings.allow is None or b in settings.allow]
-        self.device = device.setup(settings.profile, settings.profiles_dir, settings.containers)
+        self.device = device.setup(settings.profile, settings.profiles_dir, settings.containers,
+                                   platform=settings.platform)
         self.workspace = Workspace(settings.data_root, settings.work_dir, settings.name,
                                    images_dir=settings.images_dir,
                                    models_dir=settings.models_dir,
@@ -209,7 +210,8 @@ class AgentService:
         caps = presence.capabilities(
             self.benchmarks, profile=profile.name if profile else None,
             container_engine=self.device.engine,
-            training_runtime=profile.training_runtime if profile else None) \
+            training_runtime=profile.training_runtime if profile else None,
+            container_platform=self.device.platform, emulated=self.device.emulated) \
             if state == "online" else None
         return AgentStatus(agent_id=self.agent_id, name=self.settings.name, state=state,
                            boot=self.boot, session=self.session, instance=self.instance,

@@ -74,6 +74,9 @@ class AgentSettings:
     profiles_dir: Path | None = None  # None: $MLPERF_PROFILES_DIR, else the checkout's
     containers: bool = True           # run jobs that name an image in it, if an engine answers
     images_dir: Path | None = None    # sideloaded image tarballs; None: WORK_DIR/images
+    # The platform of the containers this agent runs (linux/amd64, linux/arm64); None: the
+    # host's. Another one runs under qemu emulation and every result says so.
+    platform: str | None = None
     models_dir: Path | None = None    # litert model artifacts; None: WORK_DIR/models
     models_url: str | None = None     # `mlperf-controller models serve`, to fetch missing ones
     # Image refs this agent will run (shell patterns, or sha256:... image ids).
@@ -110,6 +113,12 @@ class AgentSettings:
         if self.power is not None:
             from agent.power.config import parse_power_config
             self.power = parse_power_config(self.power)
+        if self.platform is not None:
+            from agent.platforms import UnsupportedPlatform, known
+            try:
+                known(self.platform if isinstance(self.platform, str) else repr(self.platform))
+            except UnsupportedPlatform as exc:
+                raise ConfigError(f"--platform: {exc}") from None
         self.images_dir = Path(self.images_dir or self.work_dir / "images").expanduser()
         self.models_dir = Path(self.models_dir or self.work_dir / "models").expanduser()
         if self.models_url:

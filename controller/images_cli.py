@@ -17,8 +17,8 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False)
 
 Platform = Annotated[Optional[str], typer.Option(
-    "--platform", help="linux/amd64 or linux/arm64 (default: the profile's; a foreign one "
-                       "needs qemu-user-static with binfmt_misc).")]
+    "--platform", help="linux/amd64 or linux/arm64 (default: the profile's, else this host's; "
+                       "another architecture builds under qemu-user-static with binfmt_misc).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -52,15 +52,25 @@ def build(
         "--wheelhouse", help="Folder of wheels to take the pinned dependencies from, with no "
                              "index at all (default: pip's configured find-links/indexes).")
     ] = None,
+    cpu: Annotated[bool, typer.Option(
+        "--cpu", help="Build a GPU profile's CPU image (Jetson: torch-cpu on Debian arm64, "
+                      "tagged PROFILE-cpu) even where its GPU base image is here.")] = False,
     profiles_dir: Annotated[Optional[Path], typer.Option(
         "--profiles-dir", envvar="MLPERF_PROFILES_DIR",
         help="Folder of device profiles (default: device_profiles/).")] = None,
     as_json: Json = False,
 ) -> None:
     """Build the image of each chosen profile, tagged mlperf-edge/PROFILE:VERSION and labelled
-    with the source revision, profile and build time. Rebuilds reuse the layer cache.
+    with the source revision, profile, platform, build time and every wheel's sha256.
 
-    Example: `mlperf-controller images build --profile x86-64-cpu-server`.
+    Pinned wheels are downloaded for the target platform (never built from source) into
+    ~/.cache/mlperf-edge/images/wheelhouse/ARCH, and the Debian base is made once: both are
+    kept, so a rebuild reuses them and the engine's layer cache. An arm64 image (Raspberry Pi,
+    Jetson) builds on x86 under qemu emulation. Jetson profiles build their CPU image when
+    NVIDIA's L4T base image is not here (see docs/boards.md).
+
+    Examples: `mlperf-controller images build --profile raspberry-pi-5`;
+    `mlperf-controller images build --all --platform linux/arm64` (every arm64 profile).
     """
     from agent.profiles.loading import find_profile, load_profiles
     from controller.images.build import build_profile
@@ -68,12 +78,22 @@ def build(
 
     if all_ == bool(profile):
         raise ImageError("choose --profile NAME (repeatable) or --all")
-    chosen = ([p for p in load_profiles(profiles_dir).values() if p.uses_container] if all_
-              else [find_profile(name, profiles_dir) for name in profile])
+    if platform is not None:
+        from controller.images.platforms import check
+        platform = check(platform)
+    if all_:
+        chosen = [p for p in load_profiles(profiles_dir).values() if p.uses_container
+                  and (platform is None or p.platform in ("auto", platform))]
+        if not chosen:
+            raise ImageError(f"no profile that uses a container runs on {platform}")
+        if platform is not None:
+            _say(f"--all --platform {platform}: {', '.join(p.name for p in chosen)}")
+    else:
+        chosen = [find_profile(name, profiles_dir) for name in profile]
     built, failed = [], []
     for prof in chosen:
         try:
-            b = build_profile(prof, platform, base_image, wheelhouse, log=_say)
+            b = build_profile(prof, platform, base_image, wheelhouse, cpu=cpu, log=_say)
         except ImageError as exc:
             if not all_:
                 raise
@@ -86,6 +106,7 @@ def build(
     if as_json:
         print(json.dumps([{"profile": b.profile, "tag": b.tag, "image_id": b.image_id,
                            "size_bytes": b.size_bytes, "platform": b.platform,
+                           "accelerator": b.accelerator,
                            "build_s": round(b.seconds, 1), "labels": b.labels}
                           for b in built], indent=2))
     else:
@@ -140,6 +161,8 @@ def list_(as_json: Json = False) -> None:
         labels = img.labels or {}
         rows.append({"tags": img.tags, "id": img.id, "size_bytes": img.attrs.get("Size", 0),
                      "profile": labels.get(f"{LABEL}.profile"),
+                     "platform": labels.get(f"{LABEL}.platform"),
+                     "accelerator": labels.get(f"{LABEL}.accelerator"),
                      "revision": labels.get("org.opencontainers.image.revision"),
                      "created": labels.get("org.opencontainers.image.created")})
     if as_json:
@@ -147,4 +170,5 @@ def list_(as_json: Json = False) -> None:
         return
     for r in rows:
         print(f"{', '.join(r['tags']) or r['id'][:19]:<48} {r['profile']:<20} "
+              f"{r['platform'] or '?':<12} {r['accelerator'] or '?':<5} "
               f"{(r['revision'] or '?')[:12]:<13} {r['created']}  {r['size_bytes'] / 1e6:.0f} MB")

@@ -27,7 +27,15 @@ def when(t: float | None) -> str:
 
 
 def time_cell(r: Run) -> str:
-    """time-to-train (full, converged), smoke time to the smoke target, or a projection."""
+    """time-to-train (full, converged), smoke time to the smoke target, or a projection;
+    marked when it ran under emulation."""
+    cell = _time_cell(r)
+    if not r.emulated or cell == "-":
+        return cell
+    return f"{cell[:-1]}, emulated)" if cell.endswith(")") else f"{cell} (emulated)"
+
+
+def _time_cell(r: Run) -> str:
     if r.time_to_train_s is not None:
         return significant(r.time_to_train_s, 4)
     if r.time_to_target_s is not None:
@@ -100,7 +108,8 @@ CSV_FIELDS = ("campaign_id", "job_id", "started_at", "finished_at", "device", "a
               "timed_window_s", "metric", "quality", "target", "samples",
               "throughput_samples_per_s", "energy_j", "avg_power_w", "peak_power_w",
               "samples_per_j", "power_method", "power_scope", "meets_mlperf_power_rules",
-              "power_doubts", "profile", "image_digest", "runtime", "model_sha256",
+              "power_doubts", "profile", "image_digest", "platform", "emulated", "runtime",
+              "model_sha256",
               "source_revision", "log_lines_missing", "error")
 
 
@@ -124,6 +133,8 @@ def score_time_cell(sc: Score) -> str:
         return f"{significant(sc.shown_s, 4)} (smoke mean)"
     if sc.status == "projection" and sc.shown_s is not None:
         return f"~{significant(sc.shown_s)} (projection)"
+    if sc.status == "emulated" and sc.shown_s is not None:
+        return f"{significant(sc.shown_s, 4)} (emulated)"
     return "-"
 
 

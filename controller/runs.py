@@ -80,6 +80,10 @@ class Run:
     arch: str | None = None
     accelerators: tuple[str, ...] = ()
     image_digest: str | None = None
+    # The platform the run's code ran as (its container's), and whether under emulation
+    # (qemu on another architecture): such times and energy are never a board's.
+    ran_as: str | None = None
+    emulated: bool = False
     runtime: str = "torch"                   # litert: the interpreter ran model_sha256
     model_sha256: str | None = None
     source_revision: str | None = None
@@ -141,6 +145,7 @@ class Run:
             "power_scope": self.power_scope, "meets_mlperf_power_rules": self.meets_power_rules,
             "power_doubts": list(self.doubts), "power_notes": list(self.notes),
             "profile": self.profile, "image_digest": self.image_digest,
+            "platform": self.ran_as, "emulated": self.emulated,
             "runtime": self.runtime, "model_sha256": self.model_sha256,
             "source_revision": self.source_revision, "sensors": list(self.sensors),
             "dataset": self.dataset, "log_lines_missing": self.log_missing,
@@ -172,6 +177,8 @@ def build(job: Job, result: Result | None, device_name: str,
     fields: dict[str, Any] = {"started_at": payload.started_at,
                               "finished_at": payload.finished_at, "error": payload.error,
                               "image_digest": payload.image_digest or job.image_digest,
+                              "ran_as": payload.platform,
+                              "emulated": emulated(payload, caps),
                               "log_missing": log_missing(job, payload)}
     if out is not None:
         fields.update(
@@ -201,6 +208,18 @@ def build(job: Job, result: Result | None, device_name: str,
         if power.trace is not None:
             fields["trace"] = (tuple(power.trace.t_s), tuple(power.trace.power_w))
     return replace(base, **fields)
+
+
+#: Kernel machine names of each platform's code, to tell a run emulated from its host's arch.
+MACHINES = {"linux/amd64": ("x86_64", "amd64"), "linux/arm64": ("aarch64", "arm64")}
+
+
+def emulated(payload: JobResult, caps: dict) -> bool:
+    """The agent says so, or its run's platform is not its host's architecture (an agent that
+    left the flag out is not taken at its word)."""
+    arch = caps.get("arch")
+    return payload.emulated or bool(payload.platform and arch and payload.platform in MACHINES
+                                    and arch not in MACHINES[payload.platform])
 
 
 def load(store, campaign_ids: list[str] | None = None) -> list[Run]:

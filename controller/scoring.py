@@ -99,8 +99,8 @@ class Score:
     @property
     def label(self) -> str:
         return {"scored": "MLPerf score", "incomplete": "incomplete", "invalid": "invalid",
-                "smoke": "smoke (never a result)", "projection": "projection (an estimate)"
-                }.get(self.status, self.status)
+                "smoke": "smoke (never a result)", "projection": "projection (an estimate)",
+                "emulated": "emulated (never compared)"}.get(self.status, self.status)
 
     def as_dict(self) -> dict[str, Any]:
         return {"benchmark": self.benchmark, "device": self.device, "agent_id": self.agent_id,
@@ -144,6 +144,14 @@ def _score(group: list[Run], overrides: dict[str, int] | None) -> Score:
                not_converged=len(failed), pending=len(group) - len(final),
                metric=first.metric)
     _figures(sc, converged)
+    emulated = sorted({r.ran_as or "?" for r in group if r.emulated})
+    if emulated:
+        sc.status = "emulated"
+        sc.shown_s = mean(r.time_shown_s for r in converged) if converged else None
+        sc.explanation = (f"ran as {', '.join(emulated)} under qemu emulation on another "
+                          "architecture: its times and energy are the emulator's, never a "
+                          "board's, and are compared with no device")
+        return sc
     if first.mode == "smoke":
         sc.status = "smoke"
         sc.shown_s = mean(r.time_to_target_s for r in converged) if converged else None

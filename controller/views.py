@@ -36,6 +36,15 @@ def device_dict(d: Device) -> dict[str, Any]:
             "approved_by": d.approved_by if d.key else None}
 
 
+def arch_cell(caps: dict) -> str:
+    """The host's architecture; an agent running another platform's containers under qemu
+    says so (``aarch64, emulated on x86_64``): its times are never a board's."""
+    arch = caps.get("arch") or "-"
+    if caps.get("emulated") and caps.get("container_platform"):
+        return f"{caps['container_platform'].split('/')[-1]}, emulated on {arch}"
+    return arch
+
+
 def devices_table(devices: list[Device]) -> Table:
     """Every cell is plain text: names, reasons and capabilities come from devices, and a
     name like ``[/x]`` must print as itself, never as markup."""
@@ -52,7 +61,7 @@ def devices_table(devices: list[Device]) -> Table:
             state.append(f" ({d.reason})")
         table.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in (
             d.name if d.name == d.agent_id else f"{d.name} ({d.agent_id})", state,
-            _ago(d.last_seen), caps.get("profile") or "-", caps.get("arch", "-"),
+            _ago(d.last_seen), caps.get("profile") or "-", arch_cell(caps),
             str(caps.get("cpu_count", "-")),
             f"{mem / 2**30:.1f} GiB" if mem else "-",
             ", ".join(caps.get("accelerators", [])) or "-",
@@ -75,7 +84,7 @@ def devices_lines(devices: list[Device]) -> list[str]:
         rows.append(tuple(_plain(c) for c in (
             d.name if d.name == d.agent_id else f"{d.name} ({d.agent_id})",
             d.state + (f" ({d.reason})" if d.state != "online" and d.reason else ""),
-            _ago(d.last_seen), caps.get("profile") or "-", caps.get("arch", "-"),
+            _ago(d.last_seen), caps.get("profile") or "-", arch_cell(caps),
             caps.get("cpu_count", "-"), ", ".join(caps.get("benchmarks", [])) or "-",
             ", ".join(d.tags or []) or "-",
             f"cpu {load['cpu_percent']:.0f}% mem {load['memory_percent']:.0f}%" if load

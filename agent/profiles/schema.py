@@ -50,6 +50,10 @@ class ContainerSpec(_Strict):
     shm_size_mb: int = Field(default=256, ge=16, description="/dev/shm size, MiB")
     base_image: str | None = Field(default=None, description=(
         "image the recipe starts FROM (default: the local Debian base of the platform)"))
+    cpu_fallback: Runtime | None = Field(default=None, description=(
+        "a CPU recipe `images build` uses when base_image is not in the engine (NVIDIA's L4T "
+        "images come from nvcr.io, which a lab may not reach) or with --cpu: the image is "
+        "tagged PROFILE-cpu, labelled accelerator=cpu and runs without --gpus"))
 
 
 class BenchmarkDefaults(_Strict):

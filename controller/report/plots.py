@@ -80,7 +80,9 @@ def to_svg(fig, prefix: str) -> str:
 
 
 def _timed(runs: list[Run]) -> list[Run]:
-    return [r for r in runs if has_figure(r)]
+    """Runs drawn on a shared axis: with a figure, and not emulated (an emulator's time is
+    never set beside a board's)."""
+    return [r for r in runs if has_figure(r) and not r.emulated]
 
 
 def scatter(group: Group, palette: dict[str, str], prefix: str) -> str | None:

@@ -123,6 +123,11 @@ def build_row(sc: Score) -> Row:
         row.runs_text = (f"{len(sc.counted)} of {len(final)}, fastest and slowest dropped"
                          + (" (the non-converged run as the slowest)"
                             if sc.not_converged else ""))
+    elif sc.status == "emulated":
+        row.time_s = _avg(r.time_shown_s for r in conv)
+        row.time_label = (f"mean of {len(conv)} run(s) under qemu emulation: the emulator's "
+                          "time, never a board's, compared with no device")
+        row.runs_text = f"{len(conv)} of {len(sc.runs)} with a figure, all averaged"
     elif sc.status in ("smoke", "projection"):
         row.time_s = _avg(r.time_shown_s for r in conv)
         row.time_eligible = row.time_s is not None
@@ -193,9 +198,12 @@ def _energy(row: Row, sc: Score, conv: list[Run]) -> None:
             row.energy_label += f" ({len(conv) - len(with_energy)} run(s) without energy)"
     if row.energy_doubted:
         row.energy_label += "; doubted (see the notes): never crowned"
+    if sc.status == "emulated":
+        row.energy_label += "; under emulation: the host's power, never a board's"
     row.energy_eligible = (row.energy_j is not None and not row.energy_doubted
                            and len(with_energy) == len(conv)
-                           and (sc.status == "scored" or sc.mode in ("smoke", "reduced")))
+                           and (sc.status == "scored" or sc.mode in ("smoke", "reduced"))
+                           and sc.status != "emulated")
 
 
 def build_sections(runs: list[Run], scores: list[Score]) -> list[Section]:

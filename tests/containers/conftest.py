@@ -124,3 +124,38 @@ def pushed(cpu_image, registry, engine) -> dict:
                cpu_image["tag"], "--json", check=True, timeout=900)
     (out,) = json.loads(proc.stdout)
     return {**out, "image_id": image_id}
+
+
+QEMU_HANDLER = "qemu-aarch64"
+
+
+@pytest.fixture(scope="session")
+def qemu_arm64() -> None:
+    """This host runs linux/arm64 binaries: natively, or through qemu-user-static registered
+    with binfmt_misc -- installed (Debian packages) and registered here when missing. Fails
+    with the kernel's own words where it refuses (a container without the privilege to mount
+    binfmt_misc, a kernel built without it)."""
+    from agent.platforms import emulation_problem
+
+    if emulation_problem("linux/arm64") is None:
+        return
+    steps = []
+    if shutil.which("update-binfmts") is None or not (
+            Path("/usr/libexec/qemu-binfmt").is_dir() or shutil.which("qemu-aarch64-static")):
+        steps.append(["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                      "qemu-user-static binfmt-support >/dev/null 2>&1 || (apt-get update -qq "
+                      "&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                      "qemu-user-static binfmt-support)"])
+    if not Path("/proc/sys/fs/binfmt_misc/register").exists():
+        steps.append(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
+    steps.append(["update-binfmts", "--enable", QEMU_HANDLER])
+    said = []
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            said.append(f"`{' '.join(step)}` exited {proc.returncode}: "
+                        f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+    problem = emulation_problem("linux/arm64")
+    if problem:
+        pytest.fail("cannot run linux/arm64 binaries on this host, so the board images cannot "
+                    f"be built or run here: {problem}. Tried: {'; '.join(said) or 'nothing'}")

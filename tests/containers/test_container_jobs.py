@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from agent.jobs import JobExecution, Workspace
+from agent.platforms import host_platform
 from agent.protocol import JobAssignment, JobState, Sequence
 from tests.conftest import cli, wait_for
 
@@ -120,9 +121,40 @@ def test_without_an_engine_the_job_runs_natively(tmp_path):
 
     ws = Workspace(tmp_path, tmp_path, "test", engine=None)
     request = RunRequest("ncf", "smoke", 1, tmp_path / "out", "test")
-    process, digest = choose_process(job("mlperf-edge/x:1", "sha256:" + "11" * 32), ws,
+    process, placed = choose_process(job("mlperf-edge/x:1", "sha256:" + "11" * 32), ws,
                                      request, print, print)
-    assert type(process) is ReferenceProcess and digest is None
+    assert type(process) is ReferenceProcess and placed.image_digest is None
+    assert placed.platform == host_platform() and placed.emulated is False
+
+
+def test_an_emulating_agent_runs_nothing_natively(tmp_path):
+    from agent.container import choose_process
+    from agent.errors import JobError
+    from agent.runner import RunRequest
+
+    foreign = "linux/arm64" if host_platform() == "linux/amd64" else "linux/amd64"
+    ws = Workspace(tmp_path, tmp_path, "test", engine=None, container_platform=foreign)
+    request = RunRequest("ncf", "smoke", 1, tmp_path / "out", "test")
+    bare = JobAssignment(job_id="jbare", campaign_id="ctest", benchmark="ncf", mode="smoke",
+                         run_index=1, seed=1, seq=0, sent_at=0.0)
+    with pytest.raises(JobError, match=f"runs {foreign} containers under emulation"):
+        choose_process(bare, ws, request, print, print)
+
+
+def test_an_image_of_another_platform_is_refused(cpu_image, tmp_path):
+    """An agent runs only images of its platform: an amd64 image on an agent that runs arm64
+    containers (or the other way round) is one line, never an exec format error."""
+    from agent.container import choose_process, engine_version
+    from agent.errors import JobError
+    from agent.runner import RunRequest
+
+    foreign = "linux/arm64" if host_platform() == "linux/amd64" else "linux/amd64"
+    ws = Workspace(tmp_path, tmp_path, "test", engine=engine_version(),
+                   images_dir=tmp_path / "images", container_platform=foreign)
+    request = RunRequest("ncf", "smoke", 1, tmp_path / "out", "test")
+    with pytest.raises(JobError, match=f"is built for {host_platform()}; this agent runs "
+                                       f"{foreign} containers"):
+        choose_process(job(cpu_image["tag"]), ws, request, print, print)
 
 
 def test_engine_refusal_is_a_failed_result_not_a_crash(cpu_image, engine, tmp_path):

@@ -62,9 +62,10 @@ def device(store: Store, agent_id: str, host_id: str | None = None,
 
 
 def campaign(store: Store, benchmark: str, mode: str, devices: list[str],
-             figures: dict[str, list[tuple]]) -> str:
+             figures: dict[str, list[tuple]], emulated: frozenset[str] = frozenset()) -> str:
     """A campaign of len(figures[device]) runs per device; each figure is
-    (seconds, converged, energy_j or None[, method[, doubts[, start_ms]]]). Returns its id."""
+    (seconds, converged, energy_j or None[, method[, doubts[, start_ms]]]); the devices in
+    ``emulated`` ran linux/arm64 containers under qemu. Returns its id."""
     runs = max(len(v) for v in figures.values())
     c = store.create_campaign([benchmark], mode, runs, devices, "all", {})
     while True:
@@ -84,5 +85,7 @@ def campaign(store: Store, benchmark: str, mode: str, devices: list[str],
                 run_index=job.run_index, status="done", started_at=1.0 + job.run_index,
                 finished_at=2.0 + job.run_index,
                 outcome=outcome(benchmark, mode, seconds, converged),
-                power=power(energy, seconds, method, doubts, start_ms), **seq()))
+                power=power(energy, seconds, method, doubts, start_ms),
+                **({"platform": "linux/arm64", "emulated": True}
+                   if job.agent_id in emulated else {}), **seq()))
     return c.id

@@ -131,3 +131,47 @@ def test_retried_attempts_are_history_not_runs(store):
     assert score_all(runs.load(store, [cid])) == []
     [row] = runs.load(store, [cid])
     assert row.superseded and not row.final
+
+
+def test_an_emulated_run_is_labelled_and_compared_with_no_board(store):
+    """A Raspberry Pi image run under qemu on an x86 box, faster here than a real Pi: its
+    figure is shown as emulated and never scored, ranked or crowned against the board."""
+    from controller.report.sections import build_sections
+    from controller.report.winners import verdicts
+    from controller.results_view import results_csv, score_time_cell, time_cell
+
+    device(store, "pi5")
+    device(store, "pi5-qemu")
+    cid = campaign(store, "ncf", "smoke", ["pi5", "pi5-qemu"],
+                   {"pi5": [(40, True, 200)], "pi5-qemu": [(9, True, 900)]},
+                   emulated=frozenset({"pi5-qemu"}))
+    loaded = runs.load(store, [cid])
+    by_device = {r.device: r for r in loaded}
+    assert by_device["pi5-qemu"].emulated and by_device["pi5-qemu"].ran_as == "linux/arm64"
+    assert not by_device["pi5"].emulated
+    assert time_cell(by_device["pi5-qemu"]) == "9.000 (smoke, emulated)"
+    assert time_cell(by_device["pi5"]) == "40.00 (smoke)"
+    assert "linux/arm64,True" in results_csv(loaded)
+    scores = {sc.device: sc for sc in score_all(loaded)}
+    assert scores["pi5"].status == "smoke"
+    emulated = scores["pi5-qemu"]
+    assert emulated.status == "emulated" and emulated.label == "emulated (never compared)"
+    assert "under qemu emulation" in emulated.explanation
+    assert score_time_cell(emulated) == "9.000 (emulated)"
+    [section] = build_sections(loaded, list(scores.values()))
+    fastest, energy = verdicts(section.groups[0])[:2]
+    assert fastest.device == "pi5" and fastest.detail == "the only device with a comparable " \
+        "figure"
+    assert energy.device == "pi5"
+    row = next(r for r in section.groups[0].rows if r.device == "pi5-qemu")
+    assert not row.time_eligible and not row.energy_eligible
+    assert "never a board's" in row.time_label and "never a board's" in row.energy_label
+
+
+def test_a_run_as_another_arch_than_its_host_is_emulated_even_when_unsaid():
+    from types import SimpleNamespace as Result
+
+    assert runs.emulated(Result(emulated=False, platform="linux/arm64"), {"arch": "x86_64"})
+    assert not runs.emulated(Result(emulated=False, platform="linux/arm64"), {"arch": "aarch64"})
+    assert not runs.emulated(Result(emulated=False, platform=None), {"arch": "x86_64"})
+    assert runs.emulated(Result(emulated=True, platform="linux/arm64"), {})

@@ -4,6 +4,7 @@ power section handed to the job workspace (the agent's own setting wins)."""
 import pytest
 
 from agent.errors import ConfigError
+from agent.platforms import host_platform
 from agent.power.config import PowerConfig
 from agent.profiles.device import setup, workspace_fields
 
@@ -62,3 +63,58 @@ def test_a_lab_folder_adds_and_overrides_shipped_profiles(tmp_path, make_board):
     assert "rack-server" in profiles and "jetson-nano" in profiles          # added, kept
     device = setup(None, tmp_path, containers=False, root=make_board("rpi5"))
     assert device.profile.description == "our Pi 5s, with a fan"            # overridden
+
+
+FOREIGN = "linux/arm64" if host_platform() == "linux/amd64" else "linux/amd64"
+
+
+def test_emulating_another_platform_needs_an_engine_and_a_matching_profile():
+    from agent.profiles.device import emulation_check
+    from agent.profiles.loading import find_profile
+
+    pi = find_profile("raspberry-pi-5", None)
+    x86 = find_profile("x86-64-cpu-server", None)
+    native = "linux/amd64" if FOREIGN == "linux/arm64" else "linux/arm64"
+    with pytest.raises(ConfigError, match="no container engine answers here"):
+        emulation_check(FOREIGN, None, None)
+    wrong = pi if pi.platform != FOREIGN else x86
+    with pytest.raises(ConfigError, match=f"profile {wrong.name} is for {wrong.platform}; "
+                                          f"choose a profile for {FOREIGN}"):
+        emulation_check(FOREIGN, wrong, "docker 20.10")
+    assert emulation_check(native, None, None) is False        # the host's own: no emulation
+
+
+def test_without_a_qemu_handler_emulation_is_refused_with_the_fix(monkeypatch, tmp_path):
+    from agent import platforms
+    from agent.profiles.device import emulation_check
+
+    monkeypatch.setattr(platforms, "BINFMT", tmp_path)          # no handler registered
+    monkeypatch.setattr(platforms.emulation_problem, "__defaults__", (tmp_path,))
+    with pytest.raises(ConfigError, match="update-binfmts --enable qemu-"):
+        emulation_check(FOREIGN, None, "docker 20.10")
+
+
+def test_an_emulating_agent_measures_this_host_never_the_boards_model():
+    """The profile's sources (the Pi's PMIC) and power model describe the board: under
+    emulation the host's own sources are discovered, and no model estimates the emulator."""
+    from agent.profiles.device import DeviceSetup
+    from agent.profiles.loading import find_profile
+
+    pi = find_profile("raspberry-pi-5", None)
+    assert pi.power.sources and pi.power.model is not None
+    device = DeviceSetup(pi, "set", "docker 20.10", "linux/arm64", emulated=True)
+    power = workspace_fields(device)["power"]
+    assert power.sources == [] and power.model is None
+    assert power.cooldown.threshold_c is None
+    assert workspace_fields(device)["container_platform"] == "linux/arm64"
+    own = PowerConfig(rate_hz=2.0)
+    assert workspace_fields(device, own)["power"] is own            # the agent's own wins
+
+
+def test_a_bad_platform_setting_is_one_line(tmp_path):
+    from agent.settings import AgentSettings
+
+    with pytest.raises(ConfigError, match="--platform: platform 'linux/riscv64': use one of"):
+        AgentSettings(work_dir=tmp_path, platform="linux/riscv64")
+    with pytest.raises(ConfigError, match="--platform: platform "):
+        AgentSettings(work_dir=tmp_path, platform=["linux/arm64"])
