@@ -214,6 +214,10 @@ def choose(runs: list[Run], known: list[str], ruleset: str,
                          "never reached the store (job events lost on the way, e.g. a worker "
                          "killed while holding them): its log is not the run's; run it again")
             continue
+        if r.emulated:
+            notes.append(f"skipped {what}: it ran as {r.ran_as or 'another platform'} under "
+                         "qemu emulation; an emulator's log is never a system's result")
+            continue
         if r.benchmark not in known:
             notes.append(f"skipped {what}: MLCommons training {ruleset} has no rules for "
                          f"{r.benchmark!r} (its tools would reject the folder)")

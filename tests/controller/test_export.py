@@ -60,7 +60,8 @@ def store(tmp_path):
     yield s
     s.close()
 
-def finish(store, job, lines: list[str], status: str = "done", division: str = "open"):
+def finish(store, job, lines: list[str], status: str = "done", division: str = "open",
+           **result):
     """Forward the job's MLLOG lines (as the agent does, in one event) and store its result."""
     if lines:
         store.apply_event(JobEvent(job_id=job.id, agent_id=job.agent_id, state=None,
@@ -70,7 +71,7 @@ def finish(store, job, lines: list[str], status: str = "done", division: str = "
         job_id=job.id, result_id=f"r-{job.id}", agent_id=job.agent_id,
         campaign_id=job.campaign_id, benchmark=job.benchmark, mode=job.mode,
         run_index=job.run_index, status=status, started_at=1.0, finished_at=2.0,
-        outcome=out if status == "done" else None, **seq()))
+        outcome=out if status == "done" else None, **result, **seq()))
 
 
 def run_campaign(store, mode: str = "smoke", runs: int = 2, agent: str = "edge-1",
@@ -233,6 +234,18 @@ def test_benchmarks_the_ruleset_has_no_rules_for_are_skipped_by_name(store, tmp_
     for cid, name in ((sentiment, "sentiment"), (ncf, "ncf")):
         assert any(n.startswith(f"skipped job {cid}-0001") and
                    f"training 0.6.0 has no rules for '{name}'" in n for n in done.notes)
+
+
+def test_an_emulated_run_is_never_exported(store, tmp_path):
+    device(store, "edge-1")
+    real = run_campaign(store, runs=1)
+    c = store.create_campaign(["resnet"], "smoke", 1, ["edge-1"], "all", {})
+    (d,) = store.claim_dispatches()
+    finish(store, d.job, reference_log(T0 + 90_000), platform="linux/arm64", emulated=True)
+    done = export_mlcommons(store, tmp_path / "out", [real, c.id])
+    assert [len(f.runs) for f in done.folders] == [1]                  # the real run only
+    assert any(n.startswith(f"skipped job {c.id}-0001") and "under qemu emulation" in n
+               for n in done.notes)
 
 
 def test_non_empty_folder_is_refused_unless_forced(store, tmp_path):
