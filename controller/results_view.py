@@ -180,7 +180,8 @@ def compare_table(scores: list[Score], first: str, second: str) -> Table:
     """Two devices side by side per benchmark and mode, with the ratio second/first."""
     table = Table(title=f"{first} vs {second}", caption=(
         "ratio: second / first (below 1: the second is faster or uses less energy). Only "
-        "like with like: the same mode; smoke means and projections are labelled."))
+        "like with like: the same mode; smoke means and projections are labelled; a figure "
+        "from an emulated run is never set against another."))
     for col in ("benchmark", "mode", "figure", first, second, "ratio"):
         table.add_column(col, justify="right" if col == "ratio" else "left")
     by_key: dict[tuple[str, str], dict[str, Score]] = {}
@@ -200,5 +201,7 @@ def compare_table(scores: list[Score], first: str, second: str) -> Table:
             mixed = name == "energy J" and a.energy_method != b.energy_method
             ratio = "-" if x in (None, 0) or y is None else \
                 significant(y / x) + (" (measured vs estimated)" if mixed else "")
+            if "emulated" in (a.status, b.status):      # an emulator's figure: never a ratio
+                ratio = "never compared (emulated)"
             table.add_row(benchmark, mode, name, Text(cell(a)), Text(cell(b)), ratio)
     return table

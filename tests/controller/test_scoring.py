@@ -138,7 +138,7 @@ def test_an_emulated_run_is_labelled_and_compared_with_no_board(store):
     figure is shown as emulated and never scored, ranked or crowned against the board."""
     from controller.report.sections import build_sections
     from controller.report.winners import verdicts
-    from controller.results_view import results_csv, score_time_cell, time_cell
+    from controller.results_view import compare_table, results_csv, score_time_cell, time_cell
 
     device(store, "pi5")
     device(store, "pi5-qemu")
@@ -158,6 +158,11 @@ def test_an_emulated_run_is_labelled_and_compared_with_no_board(store):
     assert emulated.status == "emulated" and emulated.label == "emulated (never compared)"
     assert "under qemu emulation" in emulated.explanation
     assert score_time_cell(emulated) == "9.000 (emulated)"
+    from rich.console import Console
+    console = Console(record=True, width=200)
+    console.print(compare_table(list(scores.values()), "pi5", "pi5-qemu"))
+    text = console.export_text()
+    assert "never compared (emulated)" in text and "0.225" not in text     # 9 / 40
     [section] = build_sections(loaded, list(scores.values()))
     fastest, energy = verdicts(section.groups[0])[:2]
     assert fastest.device == "pi5" and fastest.detail == "the only device with a comparable " \
