@@ -1,6 +1,7 @@
 """Jobs in containers, end to end: controller -> Mosquitto -> agent -> container -> result
 with the image digest; pulling from the registry; OOM kills and cancellation reported."""
 
+import io
 import json
 import secrets
 import threading
@@ -165,12 +166,32 @@ def test_engine_refusal_is_a_failed_result_not_a_crash(cpu_image, engine, tmp_pa
         pytest.skip("this host has the NVIDIA container runtime")
     gpu = DeviceProfile(name="gpu", description="gpus", platform="auto", runtime="torch-cuda",
                         container={"gpus": True})
-    result = JobExecution(job(cpu_image["tag"]), "test", workspace(tmp_path, gpu),
-                          Sequence()).run()
+    tag = f"mlperf-edge/gpu-labelled:{uuid.uuid4().hex[:8]}"      # an image that wants a GPU
+    engine.images.build(fileobj=io.BytesIO(
+        f"FROM {cpu_image['tag']}\nLABEL io.mlperf-edge.accelerator=cuda\n".encode()), tag=tag,
+        rm=True)
+    try:
+        result = JobExecution(job(tag), "test", workspace(tmp_path, gpu), Sequence()).run()
+    finally:
+        engine.images.remove(tag)
     assert result.status == "failed" and result.exit_code == 125
-    assert result.error.startswith(f"the container engine refused to run {cpu_image['tag']}")
+    assert result.error.startswith(f"the container engine refused to run {tag}")
     out = str(tmp_path / "work" / "jobs" / result.job_id)
     assert not engine.containers.list(all=True, filters={"label": f"io.mlperf-edge.out={out}"})
+
+
+def test_a_cpu_image_runs_without_gpus_on_a_gpu_profile(cpu_image, engine, tmp_path):
+    """A Jetson's CPU image (labelled accelerator=cpu) on its GPU profile: no --gpus, so it
+    runs where the NVIDIA runtime is missing instead of being refused."""
+    from agent.profiles.schema import DeviceProfile
+
+    assert engine.images.get(cpu_image["tag"]).labels["io.mlperf-edge.accelerator"] == "cpu"
+    gpu = DeviceProfile(name="gpu", description="gpus", platform="auto", runtime="torch-cuda",
+                        container={"gpus": True})
+    result = JobExecution(job(cpu_image["tag"]), "test", workspace(tmp_path, gpu),
+                          Sequence()).run()
+    assert result.status == "done", result.error
+    assert result.platform == host_platform() and result.emulated is False
 
 
 def test_an_image_that_cannot_be_had_fails_the_job_in_preparing(engine, tmp_path):
