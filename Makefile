@@ -2,7 +2,8 @@
 #   make demo   creates .venv, installs, runs the whole loop here, prints the results table
 #   make test   installs what the tests need (Mosquitto, PostgreSQL, Docker engine,
 #               docker-registry, debootstrap, qemu-user-static), starts dockerd if needed, and
-#               runs them all (make test-boards: only the arm64 board images, under qemu)
+#               runs them all but the board images (make test-boards: the arm64 images under
+#               qemu; CI runs both, see below)
 #   make bench  performance benchmarks (ratios, not assertions)
 
 PYTHON ?= python3
@@ -43,16 +44,20 @@ test-deps:
 
 # pytest exit code 5 means it collected no tests: that is a broken suite, not a pass.
 test: $(STAMP) test-deps
-	@$(BIN)/python -m pytest -q; rc=$$?; \
+	@$(BIN)/python -m pytest -q -m "not boards"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 
-# The board images alone (arm64 under qemu: build, the Jetson CPU image, an emulated NCF smoke
-# job from a sideloaded tarball). `make test` runs them too: warm (arm64 base in the engine,
-# wheels in ~/.cache/mlperf-edge) they add ~3 min and the suite stays well under 30 min; cold
-# they add ~16 min once (arm64 base 5.5 min + image 7.5 min under qemu), then are warm.
+# The board images (arm64 under qemu: the Raspberry Pi image, the Jetson CPU image, an
+# emulated NCF smoke job from a sideloaded tarball) run in their own target, which CI also
+# runs (.ci/run), because the whole suite with them does not stay under 30 minutes here even
+# on a warm cache: 36 min measured on 2 cores (the boards ~3.5 min of it, warm). Cold they add
+# ~13 min once (arm64 base 5.5 min + image 7.5 min under qemu); the base image stays in the
+# engine and the wheels in ~/.cache/mlperf-edge, so the next run is warm.
 test-boards: $(STAMP) test-deps
-	@$(BIN)/python -m pytest -q -m boards tests/containers
+	@$(BIN)/python -m pytest -q -m boards tests/containers; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no board tests: failing" >&2; exit 1; fi; \
+	exit $$rc
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -168,7 +168,10 @@ def test_a_device_waits_for_the_operator_then_takes_jobs(env, serve, agents, mos
     from tests.conftest import without_token
 
     no_token = without_token()
-    pi = agents(mosquitto.url, "pi-new", "--prefix", env["MLPERF_PREFIX"], env=no_token)
+    # Beats every 2 s (offline after 6 s of silence): `run` right after approval must not
+    # find the device offline because one 1 s beat came late on a loaded machine (seen in CI).
+    pi = agents(mosquitto.url, "pi-new", "--prefix", env["MLPERF_PREFIX"], "--heartbeat-s", "2",
+                env=no_token)
     pending = wait_for(lambda: json.loads(cli("mlperf-controller", "devices", "pending",
                                               "--json", env=env, check=True).stdout), 60,
                        interval_s=0.5, what="the device waiting for approval")
