@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from agent.platforms import UnsupportedPlatform, host_platform
 from agent.protocol import JobResult
 from controller.models import Device, Job, Result
 from controller.store import log_missing
@@ -210,16 +211,15 @@ def build(job: Job, result: Result | None, device_name: str,
     return replace(base, **fields)
 
 
-#: Kernel machine names of each platform's code, to tell a run emulated from its host's arch.
-MACHINES = {"linux/amd64": ("x86_64", "amd64"), "linux/arm64": ("aarch64", "arm64")}
-
-
 def emulated(payload: JobResult, caps: dict) -> bool:
     """The agent says so, or its run's platform is not its host's architecture (an agent that
     left the flag out is not taken at its word)."""
-    arch = caps.get("arch")
-    return payload.emulated or bool(payload.platform and arch and payload.platform in MACHINES
-                                    and arch not in MACHINES[payload.platform])
+    if payload.emulated or not payload.platform or not caps.get("arch"):
+        return payload.emulated
+    try:
+        return host_platform(caps["arch"]) != payload.platform
+    except UnsupportedPlatform:                  # a host arch that is neither platform's
+        return True
 
 
 def load(store, campaign_ids: list[str] | None = None) -> list[Run]:

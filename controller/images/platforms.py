@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.platforms import BINFMT, PLATFORMS, UnsupportedPlatform, emulation_problem
+from agent.platforms import arch_of as debian_arch  # noqa: F401 (the images' own names)
+from agent.platforms import machine_of as machine  # noqa: F401
 from agent.platforms import host_platform as _host_platform
 from controller.images.engine import ImageError
 
@@ -27,11 +29,3 @@ def check(platform: str | None, binfmt: Path = BINFMT) -> str:
     if problem:
         raise ImageError(f"cannot build {target}: {problem}")
     return target
-
-
-def debian_arch(platform: str) -> str:
-    return PLATFORMS[platform][0]
-
-
-def machine(platform: str) -> str:
-    return PLATFORMS[platform][1]
