@@ -105,6 +105,11 @@ def start(
              "a Raspberry Pi image on an x86 box to try it out: every job must name an image "
              "of that platform, and every result is labelled emulated, its times never "
              "compared with a real board's.")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        "--address", envvar="MLPERF_ADDRESS",
+        help="The address other agents reach this device at when it is rank 0 of a run "
+             "trained across several nodes (`mlperf-controller run --nodes N`): an IP or a "
+             "host name. Default: this machine's address on the route to the broker.")] = None,
     controller_key: Annotated[Optional[str], typer.Option(
         "--controller-key", envvar="MLPERF_CONTROLLER_KEY", rich_help_panel=LOGIN,
         help="Only take jobs signed by this controller key: SHA256:... as `mlperf-controller "
@@ -159,7 +164,7 @@ def start(
                             prefix=prefix, profile=profile, profiles_dir=profiles_dir,
                             images_dir=images_dir, models_dir=models_dir,
                             models_url=models_url,
-                            containers=containers, platform=platform,
+                            containers=containers, platform=platform, address=address,
                             controller_key=controller_key,
                             trust_on_first_use=trust_on_first_use, identity=identity,
                             enrol_token_file=enrol_token_file, broker_user=broker_user,

@@ -24,7 +24,7 @@ from agent.protocol import (
     Sequence,
     transition,
 )
-from agent.runner import RunRequest
+from agent.runner import PEER_LOST_EXIT, RunRequest
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,12 @@ def validate(job: JobAssignment, allowed: list[str] | None = None,
         raise JobError(str(exc)) from None
     if problem := spec.job_path_problem(dict(job.params)):
         raise JobError(problem)
+    if job.group is not None:
+        try:
+            spec.check_group(spec.make_config(job.mode, dict(job.params), job.division),
+                             job.group.world_size, job.runtime)
+        except ReferenceError as exc:
+            raise JobError(str(exc)) from None
     if job.runtime == "litert":
         from references.litert import BENCHMARKS
         if job.benchmark not in BENCHMARKS:
@@ -188,7 +194,7 @@ class JobExecution:
                 data_dir=data_dir,
                 max_steps=job.max_steps, max_seconds=job.max_seconds, division=job.division,
                 runtime=job.runtime, models_dir=self.workspace.models(),
-                model_sha256=job.model_sha256)
+                model_sha256=job.model_sha256, group=job.group)
             process, placed = choose_process(job, self.workspace, request,
                                              self.on_mllog, self.on_progress)
             process.on_started = marker.started
@@ -235,7 +241,11 @@ class JobExecution:
             ran.outcome = None
         elif ran.error is not None:
             status, error = "failed", ran.error
-            retryable = ran.exit_code == 125          # the engine refused to start it
+            # The engine refused to start it; its group broke or never met (a peer gone); or,
+            # in a group, it was killed from outside (the node lost, not the job at fault).
+            retryable = ran.exit_code in (125, PEER_LOST_EXIT) or (
+                job.group is not None and ran.exit_code is not None and (
+                    ran.exit_code < 0 or ran.exit_code in (137, 143)))
         elif ran.tracker.window is None:
             status, error = "failed", "the reference logged no run_start/run_stop pair"
         else:

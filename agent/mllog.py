@@ -25,7 +25,10 @@ def parse(line: str) -> dict[str, Any] | None:
 class WindowTracker:
     """Follows a run's MLLOG events: timed window, last evaluated quality, epoch."""
 
-    def __init__(self) -> None:
+    def __init__(self, node: bool = False) -> None:
+        # ``node``: rank > 0 of a group run, whose window is its node's (the run's is rank 0's)
+        self.keys = (("mlperf_edge_node_run_start", "mlperf_edge_node_run_stop") if node
+                     else ("run_start", "run_stop"))
         self.run_start_ms: int | None = None
         self.run_stop_ms: int | None = None
         self.run_status: str | None = None
@@ -41,12 +44,13 @@ class WindowTracker:
         if not isinstance(meta, dict):
             meta = {}
         time_ms = event.get("time_ms")
-        if key in ("run_start", "run_stop") and not (
+        start, stop = self.keys
+        if key in (start, stop) and not (
                 isinstance(time_ms, int) and 0 <= time_ms < 2 ** 53):
             return event                      # a damaged event never sets the window
-        if key == "run_start":
+        if key == start:
             self.run_start_ms = time_ms
-        elif key == "run_stop":
+        elif key == stop:
             self.run_stop_ms = time_ms
             self.run_status = meta.get("status") if isinstance(meta.get("status"), str) else None
         elif key == "epoch_start" and isinstance(meta.get("epoch_num"), int):

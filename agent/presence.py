@@ -26,7 +26,7 @@ def package_version(name: str) -> str | None:
 def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | None = None,
                  container_engine: str | None = None,
                  training_runtime: str | None = None, container_platform: str | None = None,
-                 emulated: bool = False) -> Capabilities:
+                 emulated: bool = False, address: str | None = None) -> Capabilities:
     """Describe this device. ``root`` lets a container read the host's /proc and /dev;
     ``training_runtime`` is the profile's choice for campaigns that name none;
     ``container_platform`` the platform its containers run (``emulated``: under qemu)."""
@@ -50,7 +50,26 @@ def capabilities(benchmarks: list[str], root: Path = Path("/"), profile: str | N
         host_id=host_id(),
         container_platform=container_platform,
         emulated=emulated,
+        address=address,
     )
+
+
+def route_address(host: str, port: int) -> str | None:
+    """This machine's address on the route to ``host`` (the broker): what the other agents
+    of a lab most likely reach it at. A UDP socket's connect sends nothing."""
+    import ipaddress
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                           socket.SOCK_DGRAM) as sock:
+            sock.connect((host, port))
+            address = sock.getsockname()[0]
+    except OSError:
+        return None
+    try:
+        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:
+        return None
 
 
 def training_runtimes(container_engine: str | None = None) -> list[str]:

@@ -68,6 +68,10 @@ _ID_RE = re.compile(ID_PATTERN)
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 PLATFORM_PATTERN = r"^linux/(amd64|arm64)$"
+#: A host a node's rendezvous names: an IPv4 address, [IPv6] or a DNS name.
+HOST_PATTERN = r"^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})$"
+#: Most nodes one group run may span.
+MAX_WORLD = 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,6 +337,9 @@ class Capabilities(BaseModel):
     emulated: bool = Field(default=False, description=(
         "those containers run under qemu emulation on another architecture: times and energy "
         "are the emulator's, never a board's"))
+    address: str | None = Field(default=None, pattern=HOST_PATTERN, max_length=255, description=(
+        "where the other nodes of a run trained across several reach this one (its "
+        "rendezvous, as rank 0)"))
 
 
 class AgentStatus(Message):
@@ -380,6 +387,33 @@ class Heartbeat(Message):
     temperature_c: float | None = Field(default=None, ge=-273.15, le=1000)
 
 
+class GroupSpec(BaseModel):
+    """One node's place in a run several agents train together (torch.distributed): the same
+    ``group_id`` on every member, each its own ``rank``; rank 0 hosts the rendezvous at
+    ``master_addr:master_port``. The members start together or fail within ``timeout_s``."""
+
+    model_config = STRICT
+
+    group_id: str = Field(pattern=ID_PATTERN)
+    rank: int = Field(ge=0, lt=MAX_WORLD)
+    world_size: int = Field(ge=2, le=MAX_WORLD)
+    master_addr: str = Field(pattern=HOST_PATTERN, max_length=255)
+    master_port: int = Field(ge=1024, le=65535)
+    timeout_s: float = Field(default=300.0, ge=5, le=86_400, description=(
+        "how long the members wait for each other: at the rendezvous, and in a collective "
+        "whose peer went silent"))
+
+    @model_validator(mode="after")
+    def _rank_in_group(self) -> GroupSpec:
+        if self.rank >= self.world_size:
+            raise ValueError(f"rank {self.rank} is outside a group of {self.world_size}")
+        return self
+
+    @property
+    def rendezvous(self) -> str:
+        return f"{self.master_addr}:{self.master_port}"
+
+
 class JobAssignment(Message):
     """A benchmark job for one agent. Names a registered reference and validated params only:
     an agent never executes a command string that came over the wire. A job that runs in a
@@ -406,6 +440,8 @@ class JobAssignment(Message):
         "model_sha256 (no torch on the device)"))
     model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description=(
         "litert: the .tflite artifact by its SHA-256; the agent checks the bytes it runs"))
+    group: GroupSpec | None = Field(default=None, description=(
+        "this job is one node of a run several agents train together; None: a single node"))
 
     @model_validator(mode="after")
     def _image_is_pinned(self) -> JobAssignment:
@@ -417,6 +453,8 @@ class JobAssignment(Message):
             raise ValueError("a litert job runs in the interpreter on the device, not in an image")
         if self.runtime == "torch" and self.model_sha256 is not None:
             raise ValueError("model_sha256 is for litert jobs")
+        if self.group is not None and self.runtime != "torch":
+            raise ValueError("a group run trains with torch.distributed, not in the interpreter")
         return self
 
 
@@ -511,6 +549,11 @@ class ReferenceOutcome(BaseModel):
     seed: int = Field(ge=0, le=MAX_SEED)
     platform: str = Field(max_length=200)
     mllog_file: str = Field(max_length=500)
+    world_size: int = Field(default=1, ge=1, le=MAX_WORLD, description=(
+        "nodes that trained this run together; samples and throughput are the group's"))
+    rank: int = Field(default=0, ge=0, lt=MAX_WORLD, description="this node's rank in it")
+    first_losses: list[float] = Field(default_factory=list, max_length=64, description=(
+        "the training loss of the first steps, over the global batch"))
 
 
 class TimedWindow(BaseModel):

@@ -21,7 +21,7 @@ from pathlib import Path
 from agent.envelope import decode
 from agent.errors import JobError, ProtocolError
 from agent.mllog import PREFIX, WindowTracker
-from agent.protocol import MAX_MLLOG_LINE_CHARS, ParamValue, ReferenceOutcome
+from agent.protocol import MAX_MLLOG_LINE_CHARS, GroupSpec, ParamValue, ReferenceOutcome
 from agent.untrusted import read_bounded
 
 #: How long MLLOG lines may wait before they are forwarded as one event, s.
@@ -54,6 +54,8 @@ class RunRequest:
     runtime: str = "torch"
     models_dir: Path | None = None
     model_sha256: str | None = None
+    # One node of a run several agents train together (agent.protocol.GroupSpec); None: alone.
+    group: GroupSpec | None = None
 
     def argv(self) -> list[str]:
         """The reference command line (a list: no shell, no string from the wire)."""
@@ -74,6 +76,10 @@ class RunRequest:
         if self.runtime == "litert":
             cmd += ["--runtime", "litert", "--model", str(self.models_dir),
                     "--model-sha256", str(self.model_sha256)]
+        if self.group is not None:
+            cmd += ["--rank", str(self.group.rank), "--world-size", str(self.group.world_size),
+                    "--rendezvous", self.group.rendezvous,
+                    "--group-timeout", f"{self.group.timeout_s:g}"]
         return cmd
 
 
@@ -100,7 +106,8 @@ class ReferenceProcess:
         self.request = request
         self.on_mllog = on_mllog
         self.on_progress = on_progress
-        self.tracker = WindowTracker()
+        # Rank > 0 of a group logs its node's window under its own keys (rank 0 logs the run's).
+        self.tracker = WindowTracker(node=request.group is not None and request.group.rank > 0)
         #: Called once the run exists: ``pid=`` (its process group) or ``container=``.
         self.on_started: Callable[..., None] = lambda **where: None
 
@@ -226,6 +233,10 @@ def _read_result(path: Path) -> tuple[ReferenceOutcome | None, str | None]:
         return None, f"the reference exited 0 but wrote no {path.name}"
     except (ProtocolError, JobError) as exc:
         return None, f"the reference wrote an unusable {path.name}: {exc}"
+
+
+#: The reference's exit code when its group of nodes broke or never met (a peer gone).
+PEER_LOST_EXIT = 75
 
 
 def _error_line(tail: list[str], exit_code: int) -> str:

@@ -117,7 +117,11 @@ class AgentService:
         self.stopping = threading.Event()
         # The instance in the client id: two agents given one name both stay connected (the
         # broker would knock one off every few seconds), so the second can be told apart.
-        self.link = Link(settings.broker_connection(),
+        broker = settings.broker_connection()
+        # Where the other nodes of a group run reach this one when it is rank 0.
+        self.address = settings.address or presence.route_address(broker.url.host,
+                                                                   broker.url.port)
+        self.link = Link(broker,
                          f"mlperf-agent-{self.instance[:8]}-{self.agent_id}"[:128], self.topics,
                          identity=self.identity, gate=self.gate, persistent=True,
                          will=self._will)
@@ -211,7 +215,8 @@ class AgentService:
             self.benchmarks, profile=profile.name if profile else None,
             container_engine=self.device.engine,
             training_runtime=profile.training_runtime if profile else None,
-            container_platform=self.device.platform, emulated=self.device.emulated) \
+            container_platform=self.device.platform, emulated=self.device.emulated,
+            address=self.address) \
             if state == "online" else None
         return AgentStatus(agent_id=self.agent_id, name=self.settings.name, state=state,
                            boot=self.boot, session=self.session, instance=self.instance,

@@ -77,6 +77,9 @@ class AgentSettings:
     # The platform of the containers this agent runs (linux/amd64, linux/arm64); None: the
     # host's. Another one runs under qemu emulation and every result says so.
     platform: str | None = None
+    # Where the other nodes of a group run reach this one (its rendezvous, as rank 0); None:
+    # this machine's address on the route to the broker.
+    address: str | None = None
     models_dir: Path | None = None    # litert model artifacts; None: WORK_DIR/models
     models_url: str | None = None     # `mlperf-controller models serve`, to fetch missing ones
     # Image refs this agent will run (shell patterns, or sha256:... image ids).
@@ -119,6 +122,13 @@ class AgentSettings:
                 known(self.platform if isinstance(self.platform, str) else repr(self.platform))
             except UnsupportedPlatform as exc:
                 raise ConfigError(f"--platform: {exc}") from None
+        if self.address is not None:
+            import re
+
+            from agent.protocol import HOST_PATTERN
+            if not isinstance(self.address, str) or not re.match(HOST_PATTERN, self.address):
+                raise ConfigError(f"--address {self.address!r}: an IP address or a host name, "
+                                  "e.g. 10.0.0.5 or node1.lab")
         self.images_dir = Path(self.images_dir or self.work_dir / "images").expanduser()
         self.models_dir = Path(self.models_dir or self.work_dir / "models").expanduser()
         if self.models_url:

@@ -5,10 +5,13 @@
                              [--set KEY=VALUE ...] [--max-steps N] [--max-seconds S]
                              [--division closed|open] [--platform NAME] [--debug]
                              [--runtime litert --model DIR --model-sha256 HASH]
+                             [--rank R --world-size N --rendezvous HOST:PORT
+                              --group-timeout S]
 
 Exit codes: 0 the run completed (result.json says whether it reached its target); 2 a user error,
 printed as one line ``error: ...``; 1 a crash (with its traceback); 128 + signal number when
-stopped by SIGTERM (143) or SIGINT (130), with no result written.
+stopped by SIGTERM (143) or SIGINT (130), with no result written; 75 when the run's group of
+nodes broke or never met (a peer gone: the device's failure, not the run's).
 
 argparse rather than Typer: this runs inside bare benchmark containers, where every line of
 stdout must be an MLLOG line and every user error one line on stderr.
@@ -25,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from references import registry
-from references.common import runtime
+from references.common import distributed, runtime
 from references.common.division import default_division
 from references.common.errors import ConfigError, ReferenceError  # noqa: A004
 
@@ -65,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="litert: the models folder (or the .tflite file) holding the model")
     run.add_argument("--model-sha256", help="litert: the model's hash; its bytes are checked")
     run.add_argument("--platform", help="submission_platform (default: the hostname)")
+    group = run.add_argument_group(
+        "several nodes (torch.distributed)",
+        "train one run across N processes or machines: start the same command on each with "
+        "its own --rank; rank 0 hosts the rendezvous, evaluates and logs. The global batch is "
+        "the config's batch_size; each node trains its slice of it.")
+    group.add_argument("--world-size", type=int, default=1,
+                       help="nodes training this run together (default 1)")
+    group.add_argument("--rank", type=int, default=0, help="this node's rank, 0 to N-1")
+    group.add_argument("--rendezvous", metavar="HOST:PORT",
+                       help="rank 0's address and a free port it listens on")
+    group.add_argument("--group-timeout", type=float, default=300.0, metavar="S",
+                       help="how long the nodes wait for each other (default 300 s)")
     run.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
     return parser
 
@@ -79,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except runtime.Interrupted as exc:
         print(f"interrupted by {exc}: stopped, no result written", file=sys.stderr)
         return exc.exit_code
@@ -118,6 +133,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     spec.check_data(cfg, args.data)
+    group = distributed.Group(args.rank, args.world_size, args.rendezvous, args.group_timeout)
+    if group.distributed:
+        spec.check_group(cfg, group.world_size, args.runtime)
     out_dir = args.out or _new_out_dir(spec.name, args.mode)
 
     runtime.install_signal_handlers()
@@ -132,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
             from references.litert.run import main as run_litert
             return run_litert(spec.name, cfg, model=args.model, model_sha256=args.model_sha256,
                               **common)
+        if group.distributed:
+            common["group"] = group
         return spec.run(cfg, **common)
     finally:
         sys.stdout = mllog_stream

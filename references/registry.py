@@ -36,6 +36,8 @@ class ReferenceSpec:
     # (relative, no ".."): the reference resolves them against the folder that holds the
     # dataset folder. On the command line any path may be given.
     path_params: tuple[str, ...] = ()
+    # Trains one run across several nodes with torch.distributed (its main takes ``group``).
+    distributed: bool = False
 
     def make_config(self, mode: str, overrides: Mapping[str, Value] | None = None,
                     division: str | None = None) -> Any:
@@ -49,6 +51,24 @@ class ReferenceSpec:
         check_division(division or default_division(mode), mode, cls, overrides or {})
         check_limits(cfg)
         return cfg.validate()
+
+    def check_group(self, cfg: Any, world_size: int, runtime: str = "torch") -> None:
+        """ConfigError unless this reference can train ``cfg`` on ``world_size`` nodes: it
+        must run with torch.distributed, and every node needs at least one sample of each
+        global batch."""
+        if world_size <= 1:
+            return
+        if not self.distributed:
+            can = ", ".join(s.name for s in _SPECS if s.distributed)
+            raise ConfigError(f"{self.name} cannot train across several nodes yet (it can: "
+                              f"{can})")
+        if runtime != "torch":
+            raise ConfigError("a run across several nodes trains with torch, not in the "
+                              "LiteRT interpreter")
+        batch = getattr(cfg, "batch_size", None)
+        if batch is not None and batch < world_size:
+            raise ConfigError(f"batch_size {batch} is the global batch: {world_size} nodes "
+                              f"need at least {world_size} (one sample each)")
 
     def job_path_problem(self, params: Mapping[str, Value]) -> str | None:
         """Why a job's file-naming parameter may not be used (None: fine): a job names files
@@ -83,7 +103,7 @@ class ReferenceSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "modes": list(self.modes),
-                "data_hint": self.data_hint}
+                "data_hint": self.data_hint, "distributed": self.distributed}
 
 
 def _load(path: str) -> Any:
@@ -101,6 +121,7 @@ _SPECS = (
         config_class="references.ncf.config:NcfConfig",
         entry_point="references.ncf.train:main",
         data_check="references.ncf.data:check_data_dir",
+        distributed=True,
     ),
     ReferenceSpec(
         name="resnet",
@@ -112,6 +133,7 @@ _SPECS = (
         config_class="references.resnet.config:ResnetConfig",
         entry_point="references.resnet.train:main",
         data_check="references.resnet.data:check_data_dir",
+        distributed=True,
     ),
     ReferenceSpec(
         name="sentiment",

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from mlperf_logging.mllog import constants as C
 
-from references.common import runtime
+from references.common import distributed, runtime
 from references.common.config import config_dict
 from references.common.mllogging import MLLog
 from references.common.provenance import source_revision
@@ -26,23 +26,40 @@ from references.common.targets import Target
 def run_reference(train: Callable[..., int], check_data_dir: Callable[[Any, Path | None], None],
                   cfg: Any, *, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
                   platform: str, mllog_stream: TextIO | None = None,
-                  division: str | None = None) -> int:
+                  division: str | None = None,
+                  group: distributed.Group = distributed.SINGLE) -> int:
     """Every reference's ``main``: check the data folder first (a wrong folder is a user
-    error), set up torch and the log, call ``train(cfg, mode, division, data_dir, out_dir, seed,
-    platform, threads, device, log, run)``, and close the timed window as aborted if training
-    crashed or was signalled. Division defaults to closed for full, open otherwise."""
+    error), set up torch and the log, meet the rest of the group (a run across several nodes),
+    call ``train(cfg, mode, division, data_dir, out_dir, seed, platform, threads, device, log,
+    run)``, and close the timed window as aborted if training crashed or was signalled.
+    Division defaults to closed for full, open otherwise. A group that breaks mid-run (a peer
+    gone) is a GroupError: one line, exit code distributed.PEER_LOST_EXIT."""
     check_data_dir(cfg, data_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     threads, device = runtime.configure_torch(cfg.threads, cfg.device)
-    log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream)
+    log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream, rank=group.rank)
     run = TimedRun(log)
+    group.start(device)
+    distributed.set_current(group)
+    if group.distributed:
+        say(f"rank {group.rank} of {group.world_size} ({group.backend} at {group.rendezvous}): "
+            + ("evaluating and logging for the group" if group.lead else
+               "training its slice of each global batch; rank 0 evaluates and logs"))
     try:
         return train(cfg, mode, division or ("closed" if mode == "full" else "open"), data_dir,
                      out_dir, seed, platform, threads, device, log, run)
+    except Exception as exc:
+        if group.distributed and distributed.broken(exc):
+            raise distributed.GroupError(
+                f"rank {group.rank} of {group.world_size}: the group broke mid-run (a node "
+                f"left or stopped answering): {distributed._first_line(exc)}") from None
+        raise
     finally:
         run.abort_if_open()
         log.close()
+        distributed.set_current(distributed.SINGLE)
+        group.stop()
 
 
 def say(message: str) -> None:
@@ -57,6 +74,9 @@ class TimedRun:
         self.log, self.start_ms, self.stop_ms = log, None, None
 
     def start(self) -> int:
+        """Open the window; in a group, every node opens its own at the same moment (after a
+        barrier), so each node's power is measured over the same run."""
+        distributed.current().barrier()
         self.start_ms = self.log.start(C.RUN_START)
         return self.start_ms
 
@@ -133,8 +153,8 @@ def build_result(*, benchmark: str, mode: str, division: str, target: Target,
                  quality: float | None, success: bool, epochs: int, samples: int,
                  timed_window_s: float, throughput: float | None, epoch_time_s: float | None,
                  projection: dict | None, stop_reason: str, dataset: str, cfg: Any, seed: int,
-                 platform: str, quality_parts: dict[str, float] | None = None
-                 ) -> dict[str, Any]:
+                 platform: str, quality_parts: dict[str, float] | None = None,
+                 first_losses: list[float] | None = None) -> dict[str, Any]:
     """result.json's content. Only a full run that reached its target has a time-to-train; a
     smoke run's time to its own target is ``time_to_target_s``; a reduced run has neither,
     only its projection. ``quality_parts``: for a target of several parts (Mask R-CNN's box and
@@ -164,6 +184,9 @@ def build_result(*, benchmark: str, mode: str, division: str, target: Target,
         "seed": seed,
         "platform": platform,
         "mllog_file": "mllog.txt",
+        "world_size": distributed.current().world_size,
+        "rank": distributed.current().rank,
+        "first_losses": list(first_losses or []),
     }
 
 

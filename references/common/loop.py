@@ -83,17 +83,19 @@ def train_epochs(log: MLLog, bounds: Bounds, target: Target, *,
                  batches: Callable[[int], Iterable], step: Callable[[object], Any],
                  batch_size_of: Callable[[object], int],
                  evaluate: Callable[[], float | Evaluation], steps_per_epoch: int,
-                 metric: str) -> LoopResult:
+                 metric: str, agree: Callable[[bool], bool] = lambda flag: flag) -> LoopResult:
     """Run the timed part of training. ``batches(epoch)`` yields the epoch's batches, ``step``
     trains on one and returns its loss (on the device, not synced), ``evaluate`` returns the
-    quality on the evaluation set (or an Evaluation: the quality and what to log)."""
+    quality on the evaluation set (or an Evaluation: the quality and what to log). ``agree``:
+    in a group of nodes, true on every node when one node's clock reached ``max_seconds``."""
     out = LoopResult()
     started = time.monotonic()
 
     def bound_reached() -> str | None:
         if bounds.max_steps is not None and out.steps >= bounds.max_steps:
             return "max_steps"
-        if bounds.max_seconds is not None and time.monotonic() - started >= bounds.max_seconds:
+        if bounds.max_seconds is not None and agree(
+                time.monotonic() - started >= bounds.max_seconds):
             return "max_seconds"
         return None
 

@@ -68,6 +68,11 @@ class EdgeKeys:
     LABEL_SMOOTHING = "model_hp_label_smoothing"
     SGD_MOMENTUM = "sgd_opt_momentum"            # the key MLPerf v0.7+ ResNet logs use
     INITIAL_EVAL = "mlperf_edge_initial_eval_accuracy"   # NCF: the untrained model, timed
+    NODES = "mlperf_edge_nodes"                  # nodes training the run together
+    # A group run's rank > 0 logs its own node's window (its agent measures power over it)
+    # under these keys instead of run_start/run_stop, which only rank 0 logs.
+    NODE_WINDOW = {"run_start": "mlperf_edge_node_run_start",
+                   "run_stop": "mlperf_edge_node_run_stop"}
 
 
 class _OnlyMllog(logging.Filter):
@@ -83,8 +88,11 @@ class MLLog:
     """The run's MLPerf logger. Each method returns the event's ``time_ms`` so the caller can
     compute the timed window from the very numbers that were logged."""
 
-    def __init__(self, mllog_path: Path, stdout=None) -> None:
+    def __init__(self, mllog_path: Path, stdout=None, rank: int = 0) -> None:
         self.path = Path(mllog_path)
+        # A run across several nodes: only rank 0 logs what MLPerf counts. The others log
+        # their own node's timed window under EdgeKeys.NODE_WINDOW's keys and nothing else.
+        self.rank = rank
         self.logger = logging.getLogger(f"references.mllog.{os.getpid()}.{id(self)}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
@@ -116,6 +124,10 @@ class MLLog:
 
     def _log(self, method, key: str, value: Any, metadata: dict | None) -> int:
         time_ms = int(time.time() * 1000)
+        if self.rank:
+            if key not in EdgeKeys.NODE_WINDOW:
+                return time_ms
+            key, metadata = EdgeKeys.NODE_WINDOW[key], {**(metadata or {}), "rank": self.rank}
         method(key=key, value=value, metadata=metadata, time_ms=time_ms)
         if self._v06 is not None:
             self._v06.write(v06_line(time_ms, key, value, metadata))

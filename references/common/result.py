@@ -17,7 +17,7 @@ KEYS = (
     "quality_parts", "epochs",
     "samples_trained", "timed_window_s", "time_to_target_s", "time_to_train_s",
     "throughput_samples_per_s", "epoch_time_s", "projection", "stop_reason", "dataset", "config",
-    "source_revision", "seed", "platform", "mllog_file",
+    "source_revision", "seed", "platform", "mllog_file", "world_size", "rank", "first_losses",
 )
 STOP_REASONS = ("target_reached", "max_epochs", "max_steps", "max_seconds")
 PROJECTION_KEYS = ("kind", "time_to_train_s", "epochs_to_converge", "epoch_time_s", "basis")

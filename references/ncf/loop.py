@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 from mlperf_logging.mllog import constants as C
 
-from references.common import datasets
+from references.common import datasets, distributed
 from references.common.harness import (
     Stopwatch,
     TimedRun,
@@ -89,6 +89,7 @@ def run(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir
     """One NCF run; ``make_backend(split)`` builds the model and its optimizer, seeded (in
     init, untimed)."""
     target = target_for(BENCHMARK, mode)
+    group = distributed.current()          # several nodes: rank 0 evaluates for the group
     # -- init: untimed ------------------------------------------------------------------------
     log_cache_clear(log, None if data_dir is None else ncf_data.dataset_files(cfg, data_dir))
     log.start(C.INIT_START)
@@ -105,7 +106,7 @@ def run(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir
     backend = make_backend(split)
     samples_per_epoch = ncf_data.samples_per_epoch(split, cfg.negatives_per_positive)
     steps_per_epoch = math.ceil(samples_per_epoch / cfg.batch_size)
-    log_hyperparameters(log, cfg, split.n_users, samples_per_epoch)
+    log_hyperparameters(log, cfg, split.n_users, samples_per_epoch, group.world_size)
     say(f"ncf {mode}: {data.dataset}, {split.n_users:,} users x {split.n_items:,} items, "
         f"{len(split.train_keys):,} training positives -> {samples_per_epoch:,} samples/epoch "
         f"({steps_per_epoch:,} steps of {cfg.batch_size}); target {target.metric} "
@@ -119,8 +120,9 @@ def run(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir
     # As the v0.5 reference: the clock runs while the evaluation negatives are drawn and while
     # the untrained model is evaluated once (its "Initial HR@10").
     log.event(NcfKeys.INPUT_STEP_EVAL_NEG_GEN)
-    data = ncf_data.draw_eval_items(data, cfg)
-    initial, _ = evaluate(backend, data, cfg.topk)
+    if group.lead:
+        data = ncf_data.draw_eval_items(data, cfg)
+    initial, _ = group.from_lead(lambda: evaluate(backend, data, cfg.topk))
     log.event(EdgeKeys.INITIAL_EVAL, initial, metadata={C.EPOCH_NUM: 0})
     say(f"initial HR@{cfg.topk} {initial:.4f} (untrained; evaluation set drawn and scored in "
         f"{time.monotonic() - run_started:.2f} s, inside the timed window as in v0.5)")
@@ -134,9 +136,10 @@ def run(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir
 
     def bound_reached() -> str | None:
         if cfg.max_steps is not None and steps >= cfg.max_steps:
-            return "max_steps"
-        if cfg.max_seconds is not None and time.monotonic() - run_started >= cfg.max_seconds:
-            return "max_seconds"
+            return "max_steps"             # the same step on every node
+        if cfg.max_seconds is not None and group.any_true(
+                time.monotonic() - run_started >= cfg.max_seconds):
+            return "max_seconds"           # agreed: one node's clock stops them all
         return None
 
     for epoch in range(1, cfg.max_epochs + 1):
@@ -175,7 +178,7 @@ def run(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir
         # Per the MLPerf reference: evaluate after every epoch.
         log.start(C.EVAL_START, metadata={C.EPOCH_NUM: epoch})
         eval_started = time.monotonic()
-        quality, ndcg_value = evaluate(backend, data, cfg.topk)
+        quality, ndcg_value = group.from_lead(lambda: evaluate(backend, data, cfg.topk))
         log.end(C.EVAL_STOP, metadata={C.EPOCH_NUM: epoch})
         log.event(C.EVAL_ACCURACY, quality, metadata={C.EPOCH_NUM: epoch})
         log.end(C.BLOCK_STOP, metadata={C.FIRST_EPOCH_NUM: epoch})
@@ -219,7 +222,8 @@ def run(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir
         throughput=thr_samples / thr_s if thr_s > 0 and thr_samples > 0 else None,
         epoch_time_s=epoch_time_s,
         projection=_projection(cfg, mode, data.verdict, epoch_time_s), stop_reason=stop_reason,
-        dataset=data.verdict.label, cfg=cfg, seed=seed, platform=platform)
+        dataset=data.verdict.label, cfg=cfg, seed=seed, platform=platform,
+        first_losses=getattr(backend, "first_losses", None))
 
 
 def _projection(cfg: NcfConfig, mode: str, verdict,
@@ -233,8 +237,11 @@ def _projection(cfg: NcfConfig, mode: str, verdict,
 
 
 def log_hyperparameters(log: MLLog, cfg: NcfConfig, n_users: int,
-                        samples_per_epoch: int) -> None:
+                        samples_per_epoch: int, nodes: int = 1) -> None:
+    # The global batch, whatever the nodes: each trains its slice of it, and Adam's learning
+    # rate is the reference's for that batch (no scaling: one node or N take the same step).
     log.event(C.GLOBAL_BATCH_SIZE, cfg.batch_size)
+    log.event(EdgeKeys.NODES, nodes)
     log.event(C.OPT_NAME, C.ADAM)
     log.event(C.OPT_BASE_LR, cfg.learning_rate)
     log.event(C.OPT_ADAM_BETA_1, cfg.adam_beta1)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from references.common import distributed
 from references.common.harness import TimedRun, run_reference
 from references.common.mllogging import MLLog
 from references.ncf import data as ncf_data
@@ -22,6 +23,8 @@ from references.ncf.config import NcfConfig
 from references.ncf.model import NeuMF
 
 BENCHMARK = loop.BENCHMARK
+#: Steps whose global-batch loss result.json records (a check of a group run against one node).
+FIRST_LOSSES = 16
 
 
 def make_optimizer(model: nn.Module, cfg: NcfConfig) -> torch.optim.Optimizer:
@@ -47,20 +50,42 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.M
 
 
 class TorchBackend:
-    """NeuMF in PyTorch on ``device``: the reference's model, Adam and BCE-with-logits loss."""
+    """NeuMF in PyTorch on ``device``: the reference's model, Adam and BCE-with-logits loss.
 
-    def __init__(self, model: nn.Module, cfg: NcfConfig, device: str, threads: int) -> None:
-        self.model, self.cfg, self.device = model.to(device), cfg, device
+    In a group (references.common.distributed) every rank draws the same global batches and
+    trains on its slice: the loss is the slice's sum x world / global batch, so the gradients
+    DistributedDataParallel averages are the global batch's mean -- the step one node takes."""
+
+    def __init__(self, model: nn.Module, cfg: NcfConfig, device: str, threads: int,
+                 group: distributed.Group = distributed.SINGLE) -> None:
+        self.model, self.cfg, self.device, self.group = model.to(device), cfg, device, group
+        self.trained = group.wrap(self.model)
         self.optimizer = make_optimizer(self.model, cfg)
         self.loss_fn = nn.BCEWithLogitsLoss()          # reference: MODEL_HP_LOSS_FN = BCE
+        self.sum_loss = nn.BCEWithLogitsLoss(reduction="sum")
         self.description = f"{threads} thread(s) on {device}"
+        if group.distributed:
+            self.description += f", rank {group.rank} of {group.world_size} nodes"
+        self.first_losses: list[float] = []
 
     def batches(self, split: ncf_data.Split, rng: np.random.Generator):
         return ncf_data.epoch_batches(split, self.cfg.negatives_per_positive,
                                       self.cfg.batch_size, rng, self.device)
 
     def train_step(self, users, items, labels) -> torch.Tensor:
-        return train_step(self.model, self.optimizer, self.loss_fn, users, items, labels)
+        if not self.group.distributed:
+            loss = train_step(self.model, self.optimizer, self.loss_fn, users, items, labels)
+            if len(self.first_losses) < FIRST_LOSSES:
+                self.first_losses.append(float(loss))
+            return loss
+        n, part = len(labels), self.group.slice_of(len(labels))
+        total = self.sum_loss(self.trained(users[part], items[part]), labels[part])
+        self.optimizer.zero_grad(set_to_none=True)
+        (total * (self.group.world_size / n)).backward()
+        self.optimizer.step()
+        if len(self.first_losses) < FIRST_LOSSES:
+            self.first_losses.append(self.group.mean_of(float(total.detach()), n))
+        return total.detach() / max(1, part.stop - part.start)
 
     def scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return scores(self.model, self.device, users, items)
@@ -85,11 +110,13 @@ def evaluate(model: nn.Module, data: ncf_data.NcfData, topk: int,
 
 
 def main(cfg: NcfConfig, *, mode: str, data_dir: Path | None, out_dir: Path, seed: int,
-         platform: str, mllog_stream: TextIO | None = None, division: str | None = None) -> int:
-    """Run NCF in ``mode``; write OUT/mllog.txt and OUT/result.json; return the exit code."""
+         platform: str, mllog_stream: TextIO | None = None, division: str | None = None,
+         group: distributed.Group = distributed.SINGLE) -> int:
+    """Run NCF in ``mode``; write OUT/mllog.txt and OUT/result.json; return the exit code.
+    ``group``: this node's place in a run several nodes train together."""
     return run_reference(_train, ncf_data.check_data_dir, cfg, mode=mode, data_dir=data_dir,
                          out_dir=out_dir, seed=seed, platform=platform,
-                         mllog_stream=mllog_stream, division=division)
+                         mllog_stream=mllog_stream, division=division, group=group)
 
 
 def _train(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_dir: Path,
@@ -98,7 +125,7 @@ def _train(cfg: NcfConfig, mode: str, division: str, data_dir: Path | None, out_
     def make_backend(split: ncf_data.Split) -> TorchBackend:
         torch.manual_seed(seed)                    # model initialisation
         model = NeuMF(split.n_users, split.n_items, cfg.factors, cfg.mlp_layers)
-        return TorchBackend(model, cfg, device, threads)
+        return TorchBackend(model, cfg, device, threads, distributed.current())
 
     return loop.run(cfg, mode, division, data_dir, out_dir, seed, platform, log, run,
                     make_backend)

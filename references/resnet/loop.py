@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 from mlperf_logging.mllog import constants as C
 
-from references.common import datasets
+from references.common import datasets, distributed
 from references.common.harness import TimedRun, finish_run, log_cache_clear, projection_for, say
 from references.common.loop import Bounds, train_epochs
 from references.common.mllogging import EdgeKeys, MLLog
@@ -120,6 +120,7 @@ def run(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, out_
     """One ResNet run; ``make_backend(data)`` builds the model and its optimizer, seeded (in
     init, untimed), for the data's classes."""
     target = target_for(BENCHMARK, mode)
+    group = distributed.current()          # several nodes: rank 0 evaluates for the group
     # Scanning the folders is cheap and names a wrong one before the MLPerf init.
     data = load(cfg, data_dir, seed)
     datasets.require_mlperf(data.verdict, BENCHMARK, mode, division)
@@ -131,7 +132,8 @@ def run(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, out_
     log.event(C.SEED, seed)
     backend = make_backend(data)
     steps_per_epoch = math.ceil(data.n_train / cfg.batch_size)
-    log_hyperparameters(log, cfg, backend.model_name, data.n_train, data.n_val)
+    log_hyperparameters(log, cfg, backend.model_name, data.n_train, data.n_val,
+                        group.world_size)
     say(f"resnet {mode} ({division} division): {backend.model_name}, {data.classes} classes, "
         f"{data.n_train:,} training / {data.n_val:,} validation images ({data.verdict.label}), "
         f"{steps_per_epoch:,} steps of {cfg.batch_size} per epoch; target {target.metric} "
@@ -150,10 +152,12 @@ def run(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, out_
         return loss
 
     bounds = Bounds(cfg.max_epochs, cfg.max_steps, cfg.max_seconds, cfg.epochs_per_eval)
+    samples_in = getattr(backend, "samples_in", lambda b: len(b[1]))
     out = train_epochs(log, bounds, target, batches=lambda epoch: backend.train_batches(
-                           data, epoch), step=step, batch_size_of=lambda b: len(b[1]),
-                       evaluate=lambda: backend.top1(data), steps_per_epoch=steps_per_epoch,
-                       metric=target.metric)
+                           data, epoch), step=step, batch_size_of=samples_in,
+                       evaluate=lambda: group.from_lead(lambda: backend.top1(data)),
+                       steps_per_epoch=steps_per_epoch, metric=target.metric,
+                       agree=group.any_true)
     run_stop_ms = timed.stop(C.SUCCESS if out.success else C.ABORTED)
     backend.after_run(Path(out_dir))
 
@@ -173,14 +177,17 @@ def run(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, out_
         projection=projection_for(mode, data.verdict, cfg.epochs_to_converge,
                                   ResnetConfig.epochs_to_converge, epoch_time_s, basis),
         stop_reason=out.stop_reason, dataset=data.verdict.label, cfg=cfg, seed=seed,
-        platform=platform)
+        platform=platform, first_losses=getattr(backend, "first_losses", None))
 
 
 def log_hyperparameters(log: MLLog, cfg: ResnetConfig, model_name: str, n_train: int,
-                        n_val: int) -> None:
-    # The keys the MLPerf 0.6.0 resnet.yaml rules require, and the reference's others.
+                        n_val: int, nodes: int = 1) -> None:
+    # The keys the MLPerf 0.6.0 resnet.yaml rules require, and the reference's others. The
+    # batch is the global one whatever the nodes (each trains its slice), and the learning rate
+    # scales linearly with it: base_lr x global batch / 256.
     log.event(EdgeKeys.MODEL_NAME, model_name)
     log.event(C.GLOBAL_BATCH_SIZE, cfg.batch_size)
+    log.event(EdgeKeys.NODES, nodes)
     log.event(C.OPT_NAME, C.SGD)
     log.event(C.OPT_BASE_LR, cfg.base_learning_rate * cfg.batch_size / 256)
     log.event(C.OPT_LR_WARMUP_EPOCHS, cfg.warmup_epochs)
@@ -188,6 +195,7 @@ def log_hyperparameters(log: MLLog, cfg: ResnetConfig, model_name: str, n_train:
     log.event(C.OPT_WEIGHT_DECAY, cfg.weight_decay)
     log.event(EdgeKeys.SGD_MOMENTUM, cfg.momentum)
     log.event(EdgeKeys.LABEL_SMOOTHING, cfg.label_smoothing)
-    log.event(C.MODEL_BN_SPAN, cfg.batch_size)     # one process: BN statistics span the batch
+    # Batch norm's statistics span each node's slice of the global batch.
+    log.event(C.MODEL_BN_SPAN, cfg.batch_size // nodes)
     log.event(C.TRAIN_SAMPLES, n_train)
     log.event(C.EVAL_SAMPLES, n_val)
