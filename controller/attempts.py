@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from agent.protocol import JobState
-from controller.errors import StoreError
+from controller.errors import CampaignError, StoreError
 from controller.leases import ASSIGNED_S, expired
 from controller.models import Campaign, Device, Job, Transition
 
@@ -38,6 +38,9 @@ class AttemptRecords:
 
     def _maybe_retry(self, s: Any, job: Job, why: str) -> Job | None:
         """A new attempt of ``job`` if its campaign is active and has retries left."""
+        if job.group_id:                  # a group is retried whole, once all its members ended
+            job.retryable = True          # (controller.groups.retry_groups)
+            return None
         campaign = s.get(Campaign, job.campaign_id)
         if campaign is None or campaign.state != "active" or job.superseded:
             return None
@@ -48,6 +51,8 @@ class AttemptRecords:
     def _new_attempt(self, s: Any, job: Job, why: str, anywhere: bool = False) -> Job:
         now, n = time.time(), (job.attempt or 1) + 1
         new = Job(id=f"{_root(job)}-a{n}", campaign_id=job.campaign_id, agent_id=job.agent_id,
+                  group_id=job.group_id, rank=job.rank, world_size=job.world_size,
+                  group_timeout_s=job.group_timeout_s,
                   benchmark=job.benchmark, mode=job.mode, run_index=job.run_index,
                   seed=job.seed, params=job.params, max_steps=job.max_steps,
                   max_seconds=job.max_seconds, image=job.image, image_digest=job.image_digest,
@@ -80,6 +85,8 @@ class AttemptRecords:
     def _late_result(self, s: Any, job: Job) -> None:
         """A result came for a superseded attempt: if its successor was not sent yet, this
         result answers the run and the successor is withdrawn; otherwise it is history."""
+        if job.group_id:
+            return                        # a group's late result is history: it ran as a whole
         successor = s.scalars(select(Job).where(Job.retry_of == job.id)).first()
         if successor is not None and successor.state == JobState.QUEUED.value:
             self._move(s, successor, JobState.CANCELLED, "controller",
@@ -173,5 +180,16 @@ class AttemptRecords:
                 jobs = [job]
                 campaign = s.get(Campaign, job.campaign_id)
             campaign.state, campaign.finished_at = "active", None
-            return [self._new_attempt(s, job, "retried by the operator",
-                                      anywhere=bool(campaign.retry_anywhere)) for job in jobs]
+            out, groups = [], set()
+            for job in jobs:
+                if job.group_id:              # a group member: the whole group, once
+                    if job.group_id not in groups:
+                        groups.add(job.group_id)
+                        try:
+                            out += self.retry_group_of(s, job, "retried by the operator")
+                        except CampaignError as exc:
+                            raise StoreError(str(exc)) from None
+                    continue
+                out.append(self._new_attempt(s, job, "retried by the operator",
+                                             anywhere=bool(campaign.retry_anywhere)))
+            return out

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agent.protocol import CancelJob, JobAssignment, JobState, Sequence, check_id
+from agent.protocol import MAX_WORLD, CancelJob, JobAssignment, JobState, Sequence, check_id
 from controller import fleet
 from controller.errors import CampaignError
 from controller.models import Campaign
@@ -53,6 +53,8 @@ class CampaignRequest:
     runtime: str | None = None
     models: dict[str, str] = field(default_factory=dict)   # benchmark -> artifact sha256
     models_dir: Path | None = None       # where litert models are found (default: models build's)
+    nodes: int = 1                       # > 1: each run trained by this many devices together
+    group_timeout_s: float = 300.0       # ... which wait this long for each other
 
     def __post_init__(self) -> None:
         if not self.benchmarks:
@@ -74,6 +76,30 @@ class CampaignRequest:
         self._check_bounds()
         self._check_references()
         self._check_runtime()
+        self._check_nodes()
+
+    def _check_nodes(self) -> None:
+        """--nodes N: references that train with torch.distributed, a global batch N can
+        share, torch (not the interpreter), and a timeout the wire carries."""
+        from references import registry
+        from references.common.errors import ReferenceError
+
+        if not 1 <= self.nodes <= MAX_WORLD:
+            raise CampaignError(f"--nodes {self.nodes}: use 1 to {MAX_WORLD}")
+        if self.nodes == 1:
+            return
+        if not 5 <= self.group_timeout_s <= 86_400:
+            raise CampaignError(f"--group-timeout {self.group_timeout_s:g}: use 5 to 86400 s")
+        if self.runtime == "litert":
+            raise CampaignError("--nodes trains with torch.distributed: not with --runtime "
+                                "litert")
+        for bench in self.benchmarks:
+            spec = registry.get(bench)
+            try:
+                spec.check_group(spec.make_config(self.mode, dict(self.params), self.division),
+                                 self.nodes)
+            except ReferenceError as exc:
+                raise CampaignError(f"--nodes {self.nodes}: {exc}") from None
 
     def _check_runtime(self) -> None:
         """``--runtime litert`` runs every job in the interpreter: no image, and a model for
@@ -220,7 +246,17 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
     else:
         service = ControllerService(settings, store)
     devices = fleet.select_devices(req.devices, store.devices(), req.benchmarks)
+    if req.nodes > 1:
+        from controller.groups import choose_nodes
+
+        busy = {j.agent_id for d in devices for j in store.active_jobs(d.agent_id)}
+        devices = choose_nodes(devices, req.nodes, busy, req.devices)
+        console.print(f"{req.nodes} nodes, rank 0 first: "
+                      f"{', '.join(d.name for d in devices)}")
     runtimes = req.runtimes_for(devices)
+    if req.nodes > 1 and any(r == "litert" for r in runtimes.values()):
+        raise CampaignError("--nodes trains with torch.distributed: these devices train in the "
+                            "LiteRT interpreter (--runtime torch overrides their profile)")
     natively = [d for d in devices if runtimes[d.agent_id] != "litert"]
     if service is not None:
         service.start(connect_timeout_s)
@@ -230,9 +266,11 @@ def run_campaign(settings: ControllerSettings, store: Store, req: CampaignReques
             req.params, req.seed, req.max_steps, req.max_seconds,
             images=fleet.images_for(natively, req.images), division=req.division,
             retries=req.retries, retry_anywhere=req.retry_anywhere, runtimes=runtimes,
-            models=req.models)
+            models=req.models, nodes=req.nodes, group_timeout_s=req.group_timeout_s)
+        shape = (f"{len(devices)} device(s)" if req.nodes == 1
+                 else f"1 group of {req.nodes} nodes")
         console.print(f"campaign [bold]{campaign.id}[/]: {', '.join(req.benchmarks)} "
-                      f"({req.mode}) x {len(devices)} device(s) x {req.runs} run(s)")
+                      f"({req.mode}) x {shape} x {req.runs} run(s)")
         if service is not None:
             service.wake()
         if not detach:

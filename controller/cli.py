@@ -172,6 +172,17 @@ def run(
     retry_anywhere: Annotated[bool, typer.Option(
         "--retry-anywhere", help="Retry on any idle device of the same profile when the "
                                  "run's own device is away (default: wait for it).")] = False,
+    nodes: Annotated[int, typer.Option(
+        "--nodes", help="Train each run on this many devices together (torch.distributed: "
+                        "gloo on CPU, NCCL on GPUs): N idle online devices of one profile "
+                        "from --devices, or refused with the reason. The global batch is the "
+                        "config's batch_size, each node trains its slice; rank 0 evaluates "
+                        "and logs; energy is summed over the nodes. A node lost ends the run "
+                        "on all and the group is retried as a whole. ncf and resnet so far.")
+    ] = 1,
+    group_timeout: Annotated[float, typer.Option(
+        "--group-timeout", help="--nodes: how long the nodes wait for each other at the start "
+                                "and in a collective whose peer went silent, s.")] = 300.0,
     detach: Annotated[bool, typer.Option(
         "--detach", help="Queue the campaign and return at once (a running `serve` "
                          "dispatches it).")] = False,
@@ -212,7 +223,7 @@ def run(
                           images=parse_images(image), division=division, retries=retries,
                           retry_anywhere=retry_anywhere, runtime=runtime,
                           models=models_by_benchmark(model or [], models_dir),
-                          models_dir=models_dir)
+                          models_dir=models_dir, nodes=nodes, group_timeout_s=group_timeout)
     try:
         campaign = run_campaign(settings, store, req, detach=detach, timeout_s=timeout_s,
                                 connect_timeout_s=connect_timeout_s,

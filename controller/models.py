@@ -143,6 +143,7 @@ class Campaign(Base):
     retries: Mapped[int | None] = mapped_column(Integer, nullable=True, default=1)
     retry_anywhere: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    nodes: Mapped[int | None] = mapped_column(Integer, nullable=True, default=1)
 
 
 class Job(Base):
@@ -174,6 +175,15 @@ class Job(Base):
     state_since: Mapped[float | None] = mapped_column(Float, nullable=True)
     renewed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     division: Mapped[str | None] = mapped_column(String(8), nullable=True)  # None: by mode
+    # A run several devices train together (controller.groups): every member has the group's
+    # id and its own rank; rank 0's address and a port are chosen when the group is sent.
+    group_id: Mapped[str | None] = mapped_column(ID, nullable=True, index=True)
+    rank: Mapped[int | None] = mapped_column("node_rank", Integer, nullable=True)
+    world_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rendezvous: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    group_timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # A member that ended for its device's reason (lost, a broken group): the group is retried.
+    retryable: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)

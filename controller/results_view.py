@@ -69,7 +69,9 @@ def results_table(runs: list[Run], title: str) -> Table:
     table = Table(title=title, caption=(
         "time s: time-to-train, MLLOG run_start -> run_stop (full mode, target reached); "
         "(smoke): synthetic data, never a result; ~ (projection): an estimate. samples/s: "
-        f"{THROUGHPUT_DEFINITION}. energy/avg W: the same window, widest scope "
+        f"{THROUGHPUT_DEFINITION}; a group's (N nodes) with its scaling efficiency: its "
+        "samples/s / (N x one node's). energy/avg W: the same window, widest scope (a "
+        "group's: the sum over its nodes) "
         "(~ estimated, ? doubted: see --json power_doubts, none: no sensor)."))
     columns = ((("campaign", {"no_wrap": True}),) if several else ()) + (
         ("job", {"no_wrap": True}), ("started", {"no_wrap": True}), ("device", {}),
@@ -98,8 +100,19 @@ def results_table(runs: list[Run], title: str) -> Table:
         mode = r.mode if r.runtime == "torch" else f"{r.mode} ({r.runtime})"
         table.add_row(*(Text(str(c)) for c in (*ids, r.device, r.benchmark, mode, run)),
                       Text(status, style=color), time_cell(r), Text(quality), reached,
-                      significant(r.throughput_sps), *energy_cells(r))
+                      throughput_cell(r), *energy_cells(r))
     return table
+
+
+def throughput_cell(r: Run) -> str:
+    """Samples/s; for a run several nodes trained together, the group's, with its scaling
+    efficiency against single nodes of its profile (when the store has such runs)."""
+    cell = significant(r.throughput_sps)
+    if r.nodes <= 1:
+        return cell
+    eff = "no single-node run to compare" if r.scaling_efficiency is None \
+        else f"{r.scaling_efficiency:.0%} scaling"
+    return f"{cell} ({r.nodes} nodes, {eff})"
 
 
 CSV_FIELDS = ("campaign_id", "job_id", "started_at", "finished_at", "device", "agent_id",
@@ -109,7 +122,7 @@ CSV_FIELDS = ("campaign_id", "job_id", "started_at", "finished_at", "device", "a
               "throughput_samples_per_s", "energy_j", "avg_power_w", "peak_power_w",
               "samples_per_j", "power_method", "power_scope", "meets_mlperf_power_rules",
               "power_doubts", "profile", "image_digest", "platform", "emulated", "runtime",
-              "model_sha256",
+              "model_sha256", "nodes", "scaling_efficiency",
               "source_revision", "log_lines_missing", "error")
 
 

@@ -90,6 +90,14 @@ class Run:
     source_revision: str | None = None
     dataset: str | None = None
     platform: str | None = None
+    # A run several devices trained together (controller.group_runs folds its members into
+    # rank 0's row): how many, each node's figures, and throughput against N single nodes.
+    group_id: str | None = None
+    rank: int = 0
+    nodes: int = 1
+    node_detail: tuple[dict[str, Any], ...] = ()
+    scaling_efficiency: float | None = None
+    scaling_basis: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -150,6 +158,9 @@ class Run:
             "runtime": self.runtime, "model_sha256": self.model_sha256,
             "source_revision": self.source_revision, "sensors": list(self.sensors),
             "dataset": self.dataset, "log_lines_missing": self.log_missing,
+            "nodes": self.nodes, "group_id": self.group_id,
+            "node_detail": [dict(d) for d in self.node_detail],
+            "scaling_efficiency": self.scaling_efficiency, "scaling_basis": self.scaling_basis,
         }
 
 
@@ -166,7 +177,8 @@ def build(job: Job, result: Result | None, device_name: str,
                cpu_model=caps.get("cpu_model"), arch=caps.get("arch"),
                accelerators=tuple(caps.get("accelerators") or ()),
                image_digest=job.image_digest, runtime=job.runtime or "torch",
-               model_sha256=job.model_sha256)
+               model_sha256=job.model_sha256, group_id=job.group_id, rank=job.rank or 0,
+               nodes=job.world_size or 1)
     if result is None:
         return base
     base = replace(base, extra={"result": result.payload})
@@ -231,8 +243,16 @@ def load(store, campaign_ids: list[str] | None = None) -> list[Run]:
              .outerjoin(Device, Device.agent_id == Job.agent_id)
              .order_by(Job.created_at, Job.id))
         everything = [build(j, r, d.name if d else j.agent_id, d) for j, r, d in s.execute(q)]
+    everything = fold_groups(everything)
     chosen = [r for r in everything if campaign_ids is None or r.campaign_id in campaign_ids]
     return shared_host_doubts(chosen, everything)
+
+
+def fold_groups(runs: list[Run]) -> list[Run]:
+    """Runs with a group's members folded into its rank 0 (controller.group_runs)."""
+    from controller.group_runs import fold
+
+    return fold(runs)
 
 
 def shared_host_doubts(runs: list[Run], everything: list[Run]) -> list[Run]:
@@ -240,10 +260,13 @@ def shared_host_doubts(runs: list[Run], everything: list[Run]) -> list[Run]:
     read the same package or the same model, so neither figure is one device's."""
     by_host: dict[str, list[Run]] = {}
     for r in everything:
-        if r.host_id and r.window_ms and r.energy_j is not None:
+        if r.host_id and r.window_ms and r.energy_j is not None and r.nodes == 1:
             by_host.setdefault(r.host_id, []).append(r)
     out = []
     for r in runs:
+        if r.nodes > 1:                  # judged per node when the group was folded
+            out.append(r)
+            continue
         rivals = [o for o in by_host.get(r.host_id or "", []) if o.agent_id != r.agent_id
                   and r.window_ms and o.window_ms[0] < r.window_ms[1]
                   and r.window_ms[0] < o.window_ms[1]]

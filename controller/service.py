@@ -17,6 +17,7 @@ from agent.protocol import (
     AgentStatus,
     ControllerStatus,
     Heartbeat,
+    CancelJob,
     JobAssignment,
     Message,
     JobEvent,
@@ -27,6 +28,7 @@ from agent.protocol import (
 )
 from controller.attempts import RETRYABLE_REFUSALS
 from controller.fleet_log import STATS_S, BeatStats, Lines
+from controller.groups import group_spec
 from controller.settings import ControllerSettings
 from controller.store import Store, redact
 from controller.trust import MAX_TOLD, FleetTrust
@@ -115,6 +117,7 @@ class ControllerService(Writes):
         self.link.on_connected.append(self._on_connected)
         self._listening_since = time.time()
         self._wake = threading.Event()
+        self._group_cancels: dict[str, float] = {}     # job id -> when its cancel was sent
         self._stop = threading.Event()
         # What the MQTT thread hears, in arrival order, for the writer thread to store in one
         # transaction per batch (the MQTT thread itself never waits on the store).
@@ -385,6 +388,7 @@ class ControllerService(Writes):
             self.store.heard_through_all(WORKER_ALIVE_S)
         if through is not None:
             self._judge_silence(through)
+        self._end_broken_groups()
         for d in self.store.claim_dispatches(self.dispatch_window):
             job = d.job
             try:
@@ -393,7 +397,8 @@ class ControllerService(Writes):
                     mode=job.mode, run_index=job.run_index, seed=job.seed, params=job.params,
                     max_steps=job.max_steps, max_seconds=job.max_seconds, image=job.image,
                     image_digest=job.image_digest, division=job.division,
-                    runtime=job.runtime or "torch", model_sha256=job.model_sha256, **self.seq())
+                    runtime=job.runtime or "torch", model_sha256=job.model_sha256,
+                    group=group_spec(job), **self.seq())
             except ValueError as exc:              # a row the contract cannot carry
                 self.store.fail_assigned(job.id, d.agent_id, "controller",
                                          f"cannot be sent: {str(exc).splitlines()[0]}")
@@ -403,6 +408,26 @@ class ControllerService(Writes):
                             d.agent_id, job.benchmark, job.mode, job.run_index)
         for campaign_id in self.store.close_finished_campaigns():
             log.info("campaign %s finished", campaign_id)
+
+    def _end_broken_groups(self) -> None:
+        """A group run one member ended without success: cancel it on the others (again every
+        ECHO_AGAIN_S while they hold it), then retry the group once all have ended."""
+        now = time.monotonic()
+        for job, why in self.store.broken_groups():
+            if now - self._group_cancels.get(job.id, -ECHO_AGAIN_S) < ECHO_AGAIN_S:
+                continue
+            self._group_cancels[job.id] = now
+            log.warning("job %s (rank %s of group %s): cancelling it: %s", job.id, job.rank,
+                        job.group_id, why)
+            self.link.publish(self.topics.agent_control(job.agent_id),
+                              CancelJob(job_id=job.id, reason=f"its group broke: {why}",
+                                        **self.seq()))
+        for old, new in self.store.retry_groups():
+            log.warning("group %s broke: retrying it as a whole as %s", old, new)
+            self._wake.set()
+        if len(self._group_cancels) > 10_000:
+            self._group_cancels = {k: v for k, v in self._group_cancels.items()
+                                   if now - v < ECHO_AGAIN_S}
 
     def _worker_tick(self) -> None:
         """Say how far this worker has written, and take (or keep) the lead if nobody else

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.errors import ConfigError, IllegalTransition
 from agent.protocol import JobEvent, JobResult, JobState, path, transition
 from controller.attempts import AttemptRecords
+from controller.groups import GroupRecords
 from controller.errors import StoreError
 from controller.fleet_store import DeviceRecords
 from controller.workers import WorkerRecords
@@ -116,7 +117,7 @@ def log_missing(job: Job, result: JobResult) -> int:
     return max(0, min(result.mllog_lines, MAX_LOG_LINES_PER_JOB) - (job.log_lines or 0))
 
 
-class Store(DeviceRecords, AttemptRecords, WorkerRecords):
+class Store(DeviceRecords, AttemptRecords, GroupRecords, WorkerRecords):
     """Thread-safe access to the results store at ``url`` (any SQLAlchemy URL)."""
 
     def __init__(self, url: str, create: bool = True) -> None:
@@ -132,8 +133,12 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                          "attempt": "INTEGER", "retry_of": "VARCHAR(128)",
                          "superseded": "BOOLEAN", "state_since": "FLOAT",
                          "renewed_at": "FLOAT", "runtime": "VARCHAR(16)",
-                         "model_sha256": "VARCHAR(64)"},
-                "campaigns": {"retries": "INTEGER", "retry_anywhere": "BOOLEAN"},
+                         "model_sha256": "VARCHAR(64)", "group_id": "VARCHAR(128)",
+                         "node_rank": "INTEGER", "world_size": "INTEGER",
+                         "rendezvous": "VARCHAR(300)", "group_timeout_s": "FLOAT",
+                         "retryable": "BOOLEAN"},
+                "campaigns": {"retries": "INTEGER", "retry_anywhere": "BOOLEAN",
+                              "nodes": "INTEGER"},
                 "devices": {"key": "VARCHAR(64)", "approved_at": "FLOAT",
                             "approved_by": "VARCHAR(32)", "boot": "BIGINT",
                             "status_seq": "BIGINT", "session": "VARCHAR(64)",
@@ -227,25 +232,32 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                         images: dict[str, tuple[str, str]] | None = None,
                         division: str | None = None, retries: int = 1,
                         retry_anywhere: bool = False, runtimes: dict[str, str] | None = None,
-                        models: dict[str, str] | None = None) -> Campaign:
+                        models: dict[str, str] | None = None, nodes: int = 1,
+                        group_timeout_s: float | None = None) -> Campaign:
         """Expand benchmarks x devices x runs into queued jobs, in dispatch order.
         ``images``: agent id -> (container image, its pinned sha256) its jobs run in
         (absent: natively). ``retries``: new attempts a lost or infrastructure-failed run gets
         (controller.attempts), on its own device or, ``retry_anywhere``, any of its profile.
         ``runtimes``: agent id -> torch (absent: torch) or litert: its jobs run in the
-        interpreter, on the model ``models`` (benchmark -> artifact sha256) names."""
+        interpreter, on the model ``models`` (benchmark -> artifact sha256) names. ``nodes`` > 1:
+        ``agent_ids`` (rank 0 first) train each run together, one group per run and benchmark
+        (controller.groups)."""
         now = time.time()
         cid = time.strftime("c%Y%m%d-%H%M%S-", time.gmtime(now)) + secrets.token_hex(2)
         campaign = Campaign(id=cid, created_at=now, benchmarks=benchmarks, mode=mode, runs=runs,
                             devices=selector, params=params, retries=retries,
-                            retry_anywhere=retry_anywhere)
+                            retry_anywhere=retry_anywhere, nodes=nodes)
         with self.tx() as s:
             s.add(campaign)
-            n = 0
+            n = groups = 0
             for run in range(1, runs + 1):
                 for bench in benchmarks:
-                    for agent_id in agent_ids:
+                    groups += 1
+                    for rank, agent_id in enumerate(agent_ids):
                         n += 1
+                        group = {} if nodes <= 1 else dict(
+                            group_id=f"{cid}-g{groups:04d}", rank=rank, world_size=nodes,
+                            group_timeout_s=group_timeout_s)
                         image, digest = (images or {}).get(agent_id, (None, None))
                         runtime = (runtimes or {}).get(agent_id, "torch")
                         model = (models or {}).get(bench) if runtime == "litert" else None
@@ -256,7 +268,7 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                                   image=image, image_digest=digest, division=division,
                                   runtime=runtime, model_sha256=model,
                                   log_lines=0, attempt=1, superseded=False, state_since=now,
-                                  created_at=now + n * 1e-6, updated_at=now))
+                                  created_at=now + n * 1e-6, updated_at=now, **group))
         return campaign
 
     def campaigns(self) -> list[Campaign]:
@@ -285,8 +297,10 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                     Job.campaign_id == c.id, Job.state.not_in(FINISHED)))
                 # A lost run with retries left is not ended: it is retried once it stays lost
                 # past the grace (or comes back).
+                # (A group's lost member is retried with its group at once: retry_groups.)
                 awaiting = s.scalar(select(func.count()).where(
                     Job.campaign_id == c.id, Job.state == JobState.LOST.value,
+                    Job.group_id.is_(None),
                     or_(Job.superseded.is_(None), Job.superseded.is_(False)),
                     func.coalesce(Job.attempt, 1) <= func.coalesce(c.retries, 1)))
                 if open_jobs == 0 and awaiting == 0:
@@ -340,13 +354,20 @@ class Store(DeviceRecords, AttemptRecords, WorkerRecords):
                                                 & (Job.created_at == oldest.c.first))
                                .where(Job.state == JobState.QUEUED.value)
                                .order_by(Job.created_at, Job.id))
+            grouped: dict[str, list[Job]] = {}
             for job in firsts:
                 if room is not None and len(out) >= room:
                     return out
-                if job.agent_id in idle:
+                if job.agent_id in idle and job.group_id:
+                    grouped.setdefault(job.group_id, []).append(job)   # reserved for it
+                elif job.agent_id in idle:
                     idle.discard(job.agent_id)
                     self._move(s, job, JobState.ASSIGNED, "controller", None)
                     out.append(Dispatch(job, job.agent_id))
+            if grouped:
+                out += self._claim_groups(s, grouped, idle,
+                                          None if room is None else room - len(out))
+                idle -= {j.agent_id for members in grouped.values() for j in members}
             if idle and s.scalar(select(func.count()).select_from(Job).join(
                     Campaign, Campaign.id == Job.campaign_id).where(
                     Job.state == JobState.QUEUED.value, Job.attempt > 1,
