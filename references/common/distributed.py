@@ -229,6 +229,8 @@ def broken(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The error's first line, without gloo's source location and its advice to debug it."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
-    return text[:300]
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text)
+    return text.split(". This is typically", 1)[0][:300]

@@ -3,6 +3,8 @@ refuses (always as one line, never a traceback)."""
 
 import json
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -26,6 +28,7 @@ from agent.protocol import (
     AgentStatus,
     CancelJob,
     Capabilities,
+    GroupSpec,
     ControllerStatus,
     Heartbeat,
     JobAssignment,
@@ -83,6 +86,9 @@ MESSAGES = [
     Refusal(agent_id="pi-5", topic="t/x", code="signature", reason="forged", **seq()),
     ControllerStatus(controller_id="mlperf-controller", state="online", store="sqlite://",
                      version="2", **seq()),
+    JobAssignment(job_id="j2", campaign_id="c1", benchmark="resnet", mode="smoke", run_index=1,
+                  seed=3, group=GroupSpec(group_id="c1-g0001", rank=1, world_size=4,
+                                          master_addr="10.0.0.5", master_port=29577), **seq()),
 ]
 T = Topics("lab/mlperf")
 
@@ -274,3 +280,28 @@ def test_a_joint_quality_shows_its_parts_and_the_wire_bounds_them():
                     {"bbox_map": "0.3"}):
         with pytest.raises(ValidationError):
             outcome(quality_parts=hostile)
+
+
+@pytest.mark.parametrize("group, complaint", [
+    (dict(rank=2, world_size=2), "outside a group of 2"),
+    (dict(world_size=1), "greater than or equal to 2"),
+    (dict(world_size=2000), "less than or equal to 1024"),
+    (dict(master_port=80), "greater than or equal to 1024"),
+    (dict(master_addr="10.0.0.5; rm -rf /"), "should match pattern"),
+    (dict(master_addr="-oProxyCommand"), "should match pattern"),
+    (dict(timeout_s=0.5), "greater than or equal to 5"),
+])
+def test_a_group_spec_is_bounded(group, complaint):
+    fields = dict(group_id="g1", rank=0, world_size=2, master_addr="node1.lab",
+                  master_port=29500, **{})
+    with pytest.raises(ValidationError, match=re.escape(complaint)):
+        GroupSpec(**{**fields, **group})
+    assert GroupSpec(**{**fields, "master_addr": "[fe80::1]"}).rendezvous == "[fe80::1]:29500"
+
+
+def test_a_group_job_trains_with_torch_only():
+    group = GroupSpec(group_id="g1", rank=0, world_size=2, master_addr="10.0.0.5",
+                      master_port=29500)
+    with pytest.raises(ValidationError, match="trains with torch.distributed"):
+        JobAssignment(job_id="j1", campaign_id="c1", benchmark="ncf", mode="smoke", run_index=1,
+                      seed=1, runtime="litert", model_sha256="0" * 64, group=group, **seq())
