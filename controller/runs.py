@@ -117,6 +117,14 @@ class Run:
         return "not converged"
 
     @property
+    def system(self) -> str:
+        """What is scored and compared: a device, or a group of nodes (its devices by rank)."""
+        if self.nodes <= 1:
+            return self.agent_id
+        ids = [d["agent_id"] for d in self.node_detail] or [self.agent_id]
+        return f"{self.nodes} nodes: " + ",".join(ids)
+
+    @property
     def energy_trusted(self) -> bool:
         return self.energy_j is not None and not self.doubts
 

@@ -126,7 +126,8 @@ def score_all(runs: list[Run], overrides: dict[str, int] | None = None) -> list[
     for r in runs:
         if r.superseded or r.state == "cancelled":
             continue
-        groups.setdefault((r.benchmark, r.mode, r.agent_id), []).append(r)
+        # A group of nodes is its own system, never scored with its rank 0's single runs.
+        groups.setdefault((r.benchmark, r.mode, r.system), []).append(r)
     scores = [_score(group, overrides) for group in groups.values()]
     return sorted(scores, key=lambda s: (s.benchmark, s.mode, s.status != "scored",
                                          s.time_to_train_s or s.shown_s or float("inf")))
@@ -138,7 +139,7 @@ def _score(group: list[Run], overrides: dict[str, int] | None) -> Score:
     final = [r for r in group if r.final]
     converged = [r for r in final if r.converged and r.time_shown_s is not None]
     failed = [r for r in final if r not in converged]
-    sc = Score(benchmark=first.benchmark, device=first.device, agent_id=first.agent_id,
+    sc = Score(benchmark=first.benchmark, device=first.device, agent_id=first.system,
                mode=first.mode, status="", explanation="", required=required,
                required_source=source, runs=group, converged=len(converged),
                not_converged=len(failed), pending=len(group) - len(final),

@@ -34,6 +34,8 @@ class Row:
     avg_power_w: float | None = None
     peak_power_w: float | None = None
     throughput_sps: float | None = None
+    nodes: int = 1                         # a group of nodes trained each run together
+    scaling_efficiency: float | None = None   # its throughput / (N x one node's)
     samples_per_j: float | None = None
     runs_text: str = ""
     target: str = ""
@@ -149,6 +151,9 @@ def build_row(sc: Score) -> Row:
         row.runs_text += f"; {missed} without a figure (see below)"
     _energy(row, sc, conv)
     row.throughput_sps = _avg(r.throughput_sps for r in conv)
+    row.nodes = max((r.nodes for r in sc.runs), default=1)
+    row.scaling_efficiency = _avg(r.scaling_efficiency for r in conv
+                                  if r.scaling_efficiency is not None)
     first = sc.runs[0]
     if first.metric:
         sign = {"max": "≥", "min": "≤"}.get(first.direction or "", "")

@@ -64,6 +64,15 @@ def _method(row: Row) -> str:
     return row.energy_method + (", doubted" if row.energy_doubted else "")
 
 
+def _scaling(row: Row) -> str:
+    """A group's node count and scaling efficiency (its throughput / N x one node's)."""
+    if row.nodes <= 1:
+        return ""
+    if row.scaling_efficiency is None:
+        return f"{row.nodes} nodes · no single-node run to compare"
+    return f"{row.nodes} nodes · {row.scaling_efficiency:.0%} scaling efficiency"
+
+
 def device_table(group: Group, verdicts: list[Callout]) -> str:
     """The devices of one benchmark and mode side by side, winners marked."""
     fastest = verdicts[0].agent_id if verdicts else None
@@ -90,7 +99,7 @@ def device_table(group: Group, verdicts: list[Callout]) -> str:
             + energy
             + _num(row.avg_power_w, "W", _method(row))
             + _num(row.peak_power_w, "W", _method(row))
-            + _num(row.throughput_sps, "samples/s")
+            + _num(row.throughput_sps, "samples/s", _scaling(row))
             + _num(row.samples_per_j, "samples/J", _method(row),
                    energy_word if group.mode == "reduced" and sc.agent_id in thrifty else "")
             + f"<td>{e(row.target or '-')}</td>"

@@ -92,7 +92,7 @@ def test_two_nodes_train_ncf_and_resnet_smoke_as_one_run_each(env, serve, agents
     assert "2 nodes" in table
 
 
-def test_three_nodes_then_scaling_against_one(env, serve, agents, mosquitto):
+def test_three_nodes_then_scaling_against_one(env, serve, agents, mosquitto, tmp_path):
     _start(agents, mosquitto, env, ["n1", "n2", "n3"])
     group = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "n1,n2,n3",
                 "--nodes", "3", "--json", env=env, timeout=600)
@@ -112,6 +112,14 @@ def test_three_nodes_then_scaling_against_one(env, serve, agents, mosquitto):
     assert grouped["scaling_efficiency"] == pytest.approx(
         grouped["throughput_samples_per_s"] / (3 * one))
     assert "mean of 1 single-node run" in grouped["scaling_basis"]
+    # The group is scored as its own system, apart from n1 alone; the report says so.
+    score = json.loads(cli("mlperf-controller", "score", "--json", env=env,
+                           check=True).stdout)
+    systems = sorted(s["device"] for s in score if s["benchmark"] == "ncf")
+    assert systems == ["3 nodes: n1, n2, n3", "n1"], systems
+    page = tmp_path / "report.html"
+    cli("mlperf-controller", "report", "--output", str(page), env=env, check=True)
+    assert "3 nodes · " in page.read_text() and "scaling efficiency" in page.read_text()
 
 
 def test_a_group_is_refused_with_the_reason(env, serve, agents, mosquitto):
