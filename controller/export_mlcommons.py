@@ -143,7 +143,9 @@ def system_desc(name: str, runs: list[Run], caps: dict[str, Any], ruleset: str) 
           else "run natively (no container image)",
           f"source revision {', '.join(revisions)}" if revisions else "",
           f"mlperf-edge agent {c['agent_version']}" if c.get("agent_version") else ""]
-    hw = [f"mlperf-edge device {first.device} (agent {first.agent_id})",
+    hw = [f"mlperf-edge device {first.device} (agent {first.agent_id})" if first.nodes <= 1
+          else f"mlperf-edge group of {first.nodes} nodes of one profile, torch.distributed; "
+               f"rank 0: agent {first.agent_id}",
           f"profile {c['profile']}" if c.get("profile") else "",
           f"host {c['hostname']}" if c.get("hostname") else "", c.get("arch") or "",
           f"{memory_s} memory" if memory_s else ""]
@@ -153,7 +155,7 @@ def system_desc(name: str, runs: list[Run], caps: dict[str, Any], ruleset: str) 
         "status": availability(first, ruleset), "system_name": name,
         # counts as strings, as MLCommons' own system files write them (its description
         # checker joins them as text; the summarizer int()s them)
-        "number_of_nodes": "1", "host_processors_per_node": "1",
+        "number_of_nodes": str(max(r.nodes for r in runs)), "host_processors_per_node": "1",
         "host_processor_model_name": cpu, "host_processor_core_count": str(cores),
         "host_processor_vcpu_count": str(cores), "host_memory_capacity": memory_s,
         "accelerators_per_node": str(len(accelerators)),
@@ -223,7 +225,7 @@ def choose(runs: list[Run], known: list[str], ruleset: str,
                          f"{r.benchmark!r} (its tools would reject the folder)")
             continue
         name = system_name(r)
-        if owners.setdefault(name, r.agent_id) != r.agent_id:     # two devices, one name
+        if owners.setdefault(name, r.system) != r.system:     # two systems, one name
             name = f"{name}-{sanitise(r.agent_id)}"
         groups.setdefault((name, r.benchmark), []).append(r)
     order = {c: i for i, c in enumerate(dict.fromkeys(r.campaign_id for r in runs))}
@@ -242,16 +244,19 @@ def export_mlcommons(store, root: Path, campaign_ids: list[str] | None = None,
     root = Path(root).expanduser()
     done = Export(root=root, ruleset=ruleset)
     groups = choose(load(store, campaign_ids), known, ruleset, done.notes)
-    logs: dict[tuple[str, str], list[tuple[Run, list[str], list[str]]]] = {}
+    logs: dict[tuple[str, str], list[tuple[Run, list[str], list[list[str]]]]] = {}
     for key, group in groups.items():
         for r in group:
             reference, power = split_power(store.log_lines(r.job_id))
+            # A group's power: each node's own readings, node by node (its rank 0's first).
+            nodes = [power] + [split_power(store.log_lines(d["job_id"]))[1]
+                               for d in r.node_detail if d["rank"] > 0]
             if not any(parse(x) for x in reference):
                 done.notes.append(f"skipped job {r.job_id} ({r.device} {r.benchmark} "
                                   f"{r.mode} run {r.run_index}): no MLLOG stored "
                                   f"({r.state}{': ' + r.error.splitlines()[0][:200] if r.error else ''})")
                 continue
-            logs.setdefault(key, []).append((r, reference, power))
+            logs.setdefault(key, []).append((r, reference, nodes))
     if not logs:
         raise ExportError("nothing to export: no finished run with a stored MLLOG" + (
             f" in campaign(s) {', '.join(campaign_ids)}" if campaign_ids else ""))
@@ -276,7 +281,7 @@ def export_mlcommons(store, root: Path, campaign_ids: list[str] | None = None,
 
 
 def _write_folder(root: Path, system: str, benchmark: str,
-                  entries: list[tuple[Run, list[str], list[str]]], ruleset: str,
+                  entries: list[tuple[Run, list[str], list[list[str]]]], ruleset: str,
                   done: Export) -> Folder:
     required, source = required_runs(benchmark)
     folder = Folder(system, benchmark, [r for r, _, _ in entries], required, source)
@@ -284,7 +289,7 @@ def _write_folder(root: Path, system: str, benchmark: str,
     where.mkdir(parents=True, exist_ok=True)
     # The summarizer sums the power of every result once a power/ folder exists (and fails
     # on a result without one): power goes in for all runs of a folder or for none.
-    with_power = [e for e in entries if any(parse(x) for x in e[2])]
+    with_power = [e for e in entries if all(any(parse(x) for x in node) for node in e[2])]
     folder.power = len(with_power) == len(entries)
     if with_power and not folder.power:
         done.notes.append(f"{system}/{benchmark}: power left out: {len(with_power)} of "
@@ -298,8 +303,9 @@ def _write_folder(root: Path, system: str, benchmark: str,
             done.notes.append(f"{system}/{benchmark}/result_{n}.txt (job {r.job_id}): "
                               f"{bad} stored line(s) are not MLLOG events, left out")
         if folder.power:
-            node = where / "power" / f"result_{n}" / "node_0.txt"
-            node.parent.mkdir(parents=True, exist_ok=True)
-            node.write_text(render(power, ruleset)[0], encoding="utf-8")
-            done.files += 1
+            for i, lines in enumerate(power):          # one file per node, as MLCommons'
+                node = where / "power" / f"result_{n}" / f"node_{i}.txt"
+                node.parent.mkdir(parents=True, exist_ok=True)
+                node.write_text(render(lines, ruleset)[0], encoding="utf-8")
+                done.files += 1
     return folder

@@ -57,20 +57,18 @@ def _group_row(lead: Run, members: list[Run], single: dict[tuple, list[float]]) 
         methods = {m.power_method for m in members}
         window = lead.timed_window_s or 0.0
         hosts = [m.host_id for m in members if m.host_id]
-        doubts = tuple(d for m in members for d in m.doubts)
-        if len(set(hosts)) < len(hosts):
+        doubts = tuple(dict.fromkeys(d for m in members for d in m.doubts))
+        if len(set(hosts)) < len(hosts):   # as controller.runs.shared_host_doubts, per node
             doubts += (f"{len(hosts) - len(set(hosts)) + 1} nodes of this group share a host: "
-                       "each measured the same host's power, so the sum counts it more than once",)
+                       "each measured the same host's power, so the sum counts it more than "
+                       "once",)
         fields.update(
             energy_j=energy, avg_power_w=energy / window if window > 0 else None,
             peak_power_w=None, power_method="measured" if methods == {"measured"}
             else "estimated" if "estimated" in methods else lead.power_method,
             meets_power_rules=all(m.meets_power_rules for m in members),
             sensors=tuple(sorted({s for m in members for s in m.sensors})),
-            doubts=doubts if any(m.power_method == "estimated" for m in members) else
-            lead.doubts, notes=lead.notes + tuple(
-                d for d in doubts if d not in lead.doubts
-                and all(m.power_method != "estimated" for m in members)))
+            doubts=doubts, notes=tuple(dict.fromkeys(n for m in members for n in m.notes)))
     broken = [m for m in members if m.state in ("failed", "lost", "cancelled") and m.rank]
     if lead.state == "done" and broken:
         fields["notes"] = fields.get("notes", lead.notes) + tuple(

@@ -266,20 +266,25 @@ def fold_groups(runs: list[Run]) -> list[Run]:
 def shared_host_doubts(runs: list[Run], everything: list[Run]) -> list[Run]:
     """Mark energy that another agent on the same host was measuring at the same time: both
     read the same package or the same model, so neither figure is one device's."""
-    by_host: dict[str, list[Run]] = {}
+    # Who measured where and when: single runs, and each node of a group run.
+    by_host: dict[str, list[tuple[str, str, tuple[int, int]]]] = {}
     for r in everything:
-        if r.host_id and r.window_ms and r.energy_j is not None and r.nodes == 1:
-            by_host.setdefault(r.host_id, []).append(r)
+        if r.nodes == 1 and r.host_id and r.window_ms and r.energy_j is not None:
+            by_host.setdefault(r.host_id, []).append((r.agent_id, r.device, r.window_ms))
+        for d in r.node_detail:
+            if d.get("host_id") and d.get("window_ms") and d.get("energy_j") is not None:
+                by_host.setdefault(d["host_id"], []).append(
+                    (d["agent_id"], d["device"], tuple(d["window_ms"])))
     out = []
     for r in runs:
-        if r.nodes > 1:                  # judged per node when the group was folded
+        if r.nodes > 1:                  # judged among its nodes when the group was folded
             out.append(r)
             continue
-        rivals = [o for o in by_host.get(r.host_id or "", []) if o.agent_id != r.agent_id
-                  and r.window_ms and o.window_ms[0] < r.window_ms[1]
-                  and r.window_ms[0] < o.window_ms[1]]
+        rivals = [(agent, device) for agent, device, window in by_host.get(r.host_id or "", [])
+                  if agent != r.agent_id and r.window_ms and window[0] < r.window_ms[1]
+                  and r.window_ms[0] < window[1]]
         if rivals:
-            names = ", ".join(sorted({o.device for o in rivals}))
+            names = ", ".join(sorted({device for _, device in rivals}))
             r = replace(r, doubts=r.doubts + (
                 f"shared host: {names} on the same host measured power at the same time; "
                 "this figure is not this device's alone",))

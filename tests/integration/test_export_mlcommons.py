@@ -35,9 +35,9 @@ class Rapl(threading.Thread):
     the campaign runs. Rewritten in place with a fixed width: the agent keeps the file open
     and re-reads it at offset 0, as sysfs is read."""
 
-    def __init__(self, zone) -> None:
+    def __init__(self, zone, watts: float = WATTS) -> None:
         super().__init__(daemon=True)
-        self.path, self.stop = zone / "energy_uj", threading.Event()
+        self.path, self.stop, self.watts = zone / "energy_uj", threading.Event(), watts
         self.path.write_text(f"{1_000_000:020d}\n")
 
     def run(self) -> None:
@@ -46,7 +46,7 @@ class Rapl(threading.Thread):
         try:
             while not self.stop.wait(0.05):
                 now = time.monotonic()
-                value, last = value + WATTS * (now - last) * 1e6, now
+                value, last = value + self.watts * (now - last) * 1e6, now
                 os.pwrite(fd, f"{int(value):020d}\n".encode(), 0)
         finally:
             os.close(fd)
