@@ -137,6 +137,34 @@ def test_a_group_is_refused_with_the_reason(env, serve, agents, mosquitto):
     assert batch.returncode != 0 and "global batch" in batch.stderr
 
 
+def test_a_node_that_cannot_start_ends_the_others_at_once(env, serve, agents, mosquitto,
+                                                          tmp_path):
+    from tests.references.conftest import ratings_rows, write_ml20m
+
+    write_ml20m(tmp_path / "data-a" / "ml-20m", ratings_rows())
+    (tmp_path / "data-b").mkdir()
+    for name, root in (("fs0", "data-a"), ("fs1", "data-b")):   # fs1 lacks the dataset
+        agents(mosquitto.url, name, "--prefix", env["MLPERF_PREFIX"], "--address",
+               "127.0.0.1", "--data-root", str(tmp_path / root))
+    _online(env, ["fs0", "fs1"])
+    started = time.monotonic()
+    run = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "fs0,fs1",
+              "--nodes", "2", "--mode", "reduced", "--max-steps", "20",
+              "--group-timeout", "240", "--json", env=env, timeout=300)
+    took = time.monotonic() - started
+    assert run.returncode == 1, run.stderr[-3000:]
+    [row] = json.loads(run.stdout)["results"]
+    jobs = _all_jobs(env, json.loads(run.stdout)["campaign_id"])
+    assert len(jobs) == 2 and {j["attempt"] for j in jobs} == {1}  # the job's fault: no retry
+    rank1 = next(j for j in jobs if j["node_rank"] == 1)
+    assert rank1["state"] == "failed" and "dataset" in rank1["detail"], rank1
+    # Rank 0 was waiting for it at the rendezvous: the controller ended it, long before the
+    # group's 240 s timeout would have.
+    assert row["state"] in ("cancelled", "failed") and took < 120, (row["state"], took)
+    assert "group broke" in (row["error"] or "") or "group broke" in (row["detail"] or "")
+    assert _reference_pid(0, row["job_id"]) is None
+
+
 def _reference_pid(rank: int, job_id: str) -> int | None:
     """The reference process training ``job_id`` as ``rank`` (its command line names both)."""
     for pid in filter(str.isdigit, os.listdir("/proc")):

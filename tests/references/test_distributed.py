@@ -20,25 +20,27 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, wait_for
-from tests.references.conftest import MLLOG_PREFIX, env
+from tests.references.conftest import MLLOG_PREFIX, WNIDS, env, write_imagenet
 
 pytestmark = pytest.mark.integration
 
 
 def start(tmp_path: Path, name: str, rank: int, world: int, port: int, *extra: str,
-          tag: str = "g") -> subprocess.Popen:
+          tag: str = "g", mode: str = "smoke") -> subprocess.Popen:
     out = tmp_path / f"{tag}{rank}"
     return subprocess.Popen(
-        [sys.executable, "-m", "references", "run", name, "--mode", "smoke", "--out", str(out),
+        [sys.executable, "-m", "references", "run", name, "--mode", mode, "--out", str(out),
          "--rank", str(rank), "--world-size", str(world),
          "--rendezvous", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
 
 
-def group(tmp_path: Path, name: str, world: int, *extra: str, tag: str = "g"):
+def group(tmp_path: Path, name: str, world: int, *extra: str, tag: str = "g",
+          mode: str = "smoke"):
     """Run ``world`` ranks to the end; [(exit code, stdout, stderr, result.json or None)]."""
     port = free_port()
-    procs = [start(tmp_path, name, r, world, port, *extra, tag=tag) for r in range(world)]
+    procs = [start(tmp_path, name, r, world, port, *extra, tag=tag, mode=mode)
+             for r in range(world)]
     out = []
     for r, proc in enumerate(procs):
         stdout, stderr = proc.communicate(timeout=300)
@@ -107,6 +109,22 @@ def test_resnet_on_two_nodes_reaches_its_target_with_batch_norm_per_node(tmp_pat
     assert logged["opt_base_learning_rate"] == pytest.approx(
         lead["config"]["base_learning_rate"] * batch / 256)
     assert keys(ranks[1][1]) == ["mlperf_edge_node_run_start", "mlperf_edge_node_run_stop"]
+
+
+def test_resnet_on_imagenet_folders_shares_the_images_between_the_nodes(tmp_path):
+    root = write_imagenet(tmp_path / "imagenet", per_class=4)
+    n_train = 4 * len(WNIDS)
+    ranks = group(tmp_path, "resnet", 2, "--data", str(root), "--division", "open",
+                  "--set", "arch=resnet14", "--set", "base_width=8", "--set", "workers=0",
+                  "--set", "batch_size=4", "--set", "max_epochs=1", "--set",
+                  "epochs_to_converge=3", mode="reduced")
+    for code, _, stderr, _ in ranks:
+        assert code == 0, stderr[-2000:]
+    lead = ranks[0][3]
+    # One epoch: every training image once across the group (each rank its half, 2 per step).
+    assert lead["epochs"] == 1 and lead["samples_trained"] == n_train
+    assert lead["projection"]["kind"] == "projection"
+    assert values(ranks[0][1])["model_bn_span"] == 2
 
 
 def test_a_killed_peer_ends_the_other_rank_in_one_line(tmp_path):
