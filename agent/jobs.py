@@ -286,6 +286,10 @@ def implausible(job: JobAssignment, ran, started: float, ended: float) -> str | 
     if (out.benchmark, out.mode, out.seed) != (job.benchmark, job.mode, job.seed):
         return (f"result.json describes {out.benchmark} {out.mode} seed {out.seed}, not this "
                 f"job's {job.benchmark} {job.mode} seed {job.seed}")
+    rank, world = (job.group.rank, job.group.world_size) if job.group else (0, 1)
+    if (out.rank, out.world_size) != (rank, world):
+        return (f"result.json describes rank {out.rank} of {out.world_size} node(s), not this "
+                f"job's rank {rank} of {world}")
     if abs(out.timed_window_s - window.duration_s) > WINDOW_SLACK_S:
         return (f"result.json says the timed window was {out.timed_window_s:.3f} s; the MLLOG "
                 f"lines say {window.duration_s:.3f} s")

@@ -182,7 +182,9 @@ def run(
     ] = 1,
     group_timeout: Annotated[float, typer.Option(
         "--group-timeout", help="--nodes: how long the nodes wait for each other at the start "
-                                "and in a collective whose peer went silent, s.")] = 300.0,
+                                "and in a collective whose peer went silent, s; never less "
+                                "than their profiles' cool-down and idle baseline + 60 s "
+                                "(a node still cooling has not started yet).")] = 300.0,
     detach: Annotated[bool, typer.Option(
         "--detach", help="Queue the campaign and return at once (a running `serve` "
                          "dispatches it).")] = False,

@@ -85,6 +85,23 @@ def rendezvous_for(rank0: Device | None) -> str | None:
     return f"{address}:{PORTS[secrets.randbelow(len(PORTS))]}"
 
 
+def group_wait_s(members: list[Job], devices: list[Device | None]) -> float:
+    """How long the members wait for each other: the campaign's --group-timeout, and never
+    less than the longest cool-down (plus idle baseline) a member's profile may take before its
+    run starts, plus a minute -- else a node still cooling would break the group's start."""
+    from controller.leases import _profile
+
+    asked = members[0].group_timeout_s or DEFAULT_TIMEOUT_S
+    cooling = 0.0
+    for device in devices:
+        profile = _profile(((device.capabilities if device else None) or {}).get("profile"))
+        cooldown = profile.power.cooldown if profile is not None else None
+        if cooldown is not None:
+            waits = cooldown.timeout_s if cooldown.threshold_c is not None else 0.0
+            cooling = max(cooling, waits + cooldown.baseline_s + 60.0)
+    return min(86_400.0, max(asked, cooling))
+
+
 def group_spec(job: Job) -> GroupSpec | None:
     """The GroupSpec a member's signed job carries (None: a single-node job)."""
     if not job.group_id:
@@ -122,9 +139,10 @@ class GroupRecords:
                                "rank 0's device announces no address: start its agent with "
                                "--address")
                 continue
+            wait_s = group_wait_s(members, [s.get(Device, m.agent_id) for m in members])
             for m in members:
                 idle.discard(m.agent_id)
-                m.rendezvous = where
+                m.rendezvous, m.group_timeout_s = where, wait_s
                 self._move(s, m, JobState.ASSIGNED, "controller",
                            f"rank {m.rank} of {m.world_size}, rendezvous {where}")
                 out.append(Dispatch(m, m.agent_id))

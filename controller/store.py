@@ -381,8 +381,9 @@ class Store(DeviceRecords, AttemptRecords, GroupRecords, WorkerRecords):
     def _reassign_retries(self, s: Session, idle: list[Device], online: dict[str, Device],
                           room: int | None) -> list[Dispatch]:
         out: list[Dispatch] = []
+        # A group's retry stays on its own nodes (they were chosen together).
         waiting = s.scalars(select(Job).join(Campaign, Campaign.id == Job.campaign_id).where(
-            Job.state == JobState.QUEUED.value, Job.attempt > 1,
+            Job.state == JobState.QUEUED.value, Job.attempt > 1, Job.group_id.is_(None),
             Campaign.retry_anywhere.is_(True)).order_by(Job.created_at))
         for job in waiting:
             if room is not None and len(out) >= room:

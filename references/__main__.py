@@ -106,7 +106,8 @@ def _list(as_json: bool) -> int:
         print(json.dumps([s.as_dict() for s in specs], indent=1))
         return 0
     for s in specs:
-        print(f"{s.name:<8} {s.title}\n{'':<8} modes: {', '.join(s.modes)}\n"
+        print(f"{s.name:<8} {s.title}\n{'':<8} modes: {', '.join(s.modes)}"
+              f"{'; trains across several nodes (--world-size)' if s.distributed else ''}\n"
               f"{'':<8} --data: {s.data_hint}")
     return 0
 

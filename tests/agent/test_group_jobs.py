@@ -66,3 +66,25 @@ def test_a_bad_address_is_one_line(tmp_path, address):
     with pytest.raises(ConfigError, match="--address"):
         resolve({"address": address, "work_dir": tmp_path}, None)
     assert resolve({"address": "node1.lab", "work_dir": tmp_path}, None).address == "node1.lab"
+
+
+def test_a_result_json_that_claims_another_rank_is_refused():
+    from types import SimpleNamespace
+
+    from agent.jobs import implausible
+    from agent.protocol import TimedWindow
+    from tests.agent.test_protocol import outcome
+
+    window = TimedWindow(run_start_ms=10_000, run_stop_ms=14_200, duration_s=4.2)
+
+    def ran(**claims):
+        return SimpleNamespace(tracker=SimpleNamespace(window=window),
+                               outcome=outcome(**claims))
+
+    member = job(rank=1, world=2)
+    assert implausible(member, ran(rank=1, world_size=2), 9.0, 15.0) is None
+    assert "rank 0 of 2 node(s), not this job's rank 1 of 2" in implausible(
+        member, ran(rank=0, world_size=2), 9.0, 15.0)
+    alone = member.model_copy(update={"group": None})
+    assert "not this job's rank 0 of 1" in implausible(alone, ran(rank=0, world_size=4), 9.0,
+                                                       15.0)

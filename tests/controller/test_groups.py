@@ -66,8 +66,18 @@ def test_a_group_is_sent_only_when_every_node_is_idle_and_then_all_at_once(group
         job = JobAssignment(job_id=x.job.id, campaign_id=c.id, benchmark="ncf", mode="smoke",
                             run_index=1, seed=1, group=spec, seq=1, sent_at=1.0)
         assert (job.group.rank, job.group.world_size) == (x.job.rank, 2)
-        assert job.group.timeout_s == 60.0
+        # 60 s asked, but the profile may cool down for 300 s plus a 5 s baseline first
+        assert job.group.timeout_s == 300 + 5 + 60
     assert busy.id != c.id
+
+
+def test_the_wait_is_what_was_asked_where_no_profile_cools_down(group_store):
+    store = group_store
+    node(store, "a", profile=None)
+    node(store, "b", profile=None)
+    store.create_campaign(["ncf"], "smoke", 1, ["a", "b"], "all", {}, nodes=2,
+                          group_timeout_s=42.0)
+    assert {group_spec(x.job).timeout_s for x in store.claim_dispatches()} == {42.0}
 
 
 def test_one_member_failing_ends_the_others_and_the_group_is_retried_whole(group_store):
