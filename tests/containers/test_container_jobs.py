@@ -392,3 +392,23 @@ def test_a_container_left_by_a_killed_agent_is_removed_before_the_next_job(
         assert not engine.containers.list(all=True, filters=label)
     finally:
         serve.stop()
+
+
+def test_two_agents_train_one_run_in_their_containers(env, agents, mosquitto, cpu_image,
+                                                      engine):
+    """A group run in the benchmark image: each member's reference runs in its own container
+    (non-root, no capabilities, --network host), and they meet at rank 0's rendezvous."""
+    for name in ("box-0", "box-1"):
+        agents(mosquitto.url, name, "--prefix", env["MLPERF_PREFIX"], "--tag", "boxes",
+               "--address", "127.0.0.1")
+    wait_for(lambda: all(devices(env).get(n, {}).get("state") == "online"
+                         for n in ("box-0", "box-1")), 60, interval_s=0.5, what="agents online")
+    run = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "tag:boxes",
+              "--nodes", "2", "--image", cpu_image["tag"], "--json", env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [row] = json.loads(run.stdout)["results"]
+    assert row["state"] == "done" and row["nodes"] == 2, row
+    outcome = row["result"]["outcome"]
+    assert outcome["reached_target"] and outcome["world_size"] == 2
+    assert row["result"]["image_digest"] == engine.images.get(cpu_image["tag"]).id
+    assert [d["state"] for d in row["node_detail"]] == ["done", "done"]

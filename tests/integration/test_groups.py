@@ -247,3 +247,51 @@ def _transitions(env, job_id):
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute(
             "SELECT * FROM transitions WHERE job_id = ? ORDER BY id", (job_id,))]
+
+
+def test_sigkill_of_rank_1s_agent_ends_rank_0_and_the_group_runs_when_it_is_back(
+        env, serve, agents, mosquitto):
+    """The node itself lost (its agent killed, its reference orphaned): the controller hears
+    the Last Will, ends rank 0 and retries the group once the node is back."""
+    _start(agents, mosquitto, env, ["m0"])
+    node1 = agents(mosquitto.url, "m1", "--prefix", env["MLPERF_PREFIX"], "--tag", "rack",
+                   "--address", "127.0.0.1")
+    _online(env, ["m0", "m1"])
+    proc = subprocess.Popen(
+        [str(cli.__globals__["BIN"] / "mlperf-controller"), "run", "--benchmarks", "resnet",
+         "--devices", "m0,m1", "--nodes", "2", "--retries", "1",
+         "--set", "synthetic_train_images=4096", "--json"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def rank1_training():
+            cid = _campaign(env)
+            for job in _all_jobs(env, cid) if cid else []:
+                if job["node_rank"] == 1 and job["state"] == "running" and \
+                        "mlperf_edge_node_run_start" in _mllog_keys(env, job["id"]):
+                    return job
+            return None
+
+        wait_for(rank1_training, 180, interval_s=0.5, what="rank 1 training")
+        node1.kill()                                           # SIGKILL: the agent only
+        killed = time.monotonic()
+        cid = _campaign(env)
+
+        def rank0_ended():
+            first = [j for j in _all_jobs(env, cid) if j["attempt"] == 1]
+            rank0 = next(j for j in first if j["node_rank"] == 0)
+            return rank0 if rank0["state"] in ("failed", "cancelled") else None
+
+        rank0 = wait_for(rank0_ended, 90, interval_s=0.5, what="rank 0 to end")
+        assert time.monotonic() - killed < 90
+        assert _reference_pid(0, rank0["id"]) is None
+        agents(mosquitto.url, "m1", "--prefix", env["MLPERF_PREFIX"], "--tag", "rack",
+               "--address", "127.0.0.1")                      # the node comes back
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:] + serve.log[-3000:]
+    [row] = [r for r in json.loads(out)["results"] if not r["superseded"]]
+    assert row["state"] == "done" and row["attempt"] == 2 and row["nodes"] == 2
+    first = [j for j in _all_jobs(env, cid) if j["attempt"] == 1]
+    assert {j["node_rank"]: j["state"] for j in first}[1] in ("lost", "failed")
