@@ -21,6 +21,7 @@ Mixed into controller.store.Store (which supplies ``tx()``, ``_move`` and ``_new
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections import defaultdict
 from typing import Any
@@ -64,7 +65,7 @@ def choose_nodes(devices: list[Device], nodes: int, busy: set[str], selector: st
         without = [d.name for d in idle if not (d.capabilities or {}).get("address")]
         ready = [d for d in idle if (d.capabilities or {}).get("address")]
         if len(ready) >= nodes:
-            return ready[:nodes]
+            return _reachable_lead(ready[:nodes], nodes)
         why = f"{profile or 'no profile'}: {len(ready)} ready of {len(members)}"
         busy_names = [d.name for d in members if d.agent_id in busy]
         if busy_names:
@@ -75,6 +76,30 @@ def choose_nodes(devices: list[Device], nodes: int, busy: set[str], selector: st
         reasons.append(why)
     raise CampaignError(f"--nodes {nodes}: no {nodes} idle devices of one profile in "
                         f"{selector}: {'; '.join(reasons)}")
+
+
+def _loopback(device: Device) -> bool:
+    address = str((device.capabilities or {}).get("address") or "").strip("[]")
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def _reachable_lead(chosen: list[Device], nodes: int) -> list[Device]:
+    """Rank 0 hosts the rendezvous: on several hosts it must announce an address the others
+    can reach -- an agent whose broker is on its own machine announces a loopback one."""
+    hosts = {(d.capabilities or {}).get("host_id") or d.agent_id for d in chosen}
+    if len(hosts) == 1 or not _loopback(chosen[0]):
+        return chosen
+    reachable = [d for d in chosen if not _loopback(d)]
+    if not reachable:
+        names = ", ".join(d.name for d in chosen)
+        raise CampaignError(f"--nodes {nodes}: {names} are on different hosts, and each "
+                            "announces a loopback address the others cannot reach (their "
+                            "broker is on their own machine): start them with --address "
+                            "THEIR_LAN_ADDRESS")
+    return [reachable[0]] + [d for d in chosen if d is not reachable[0]]
 
 
 def rendezvous_for(rank0: Device | None) -> str | None:
@@ -155,8 +180,7 @@ class GroupRecords:
         with self.tx() as s:
             bad = s.execute(select(Job.group_id, Job.id, Job.state, Job.rank, Job.detail).where(
                 Job.group_id.is_not(None), Job.state.in_(ENDED_BADLY),
-                or_(Job.superseded.is_(None), Job.superseded.is_(False),
-                    Job.retryable.is_(True))))
+                or_(Job.superseded.is_(None), Job.superseded.is_(False))))
             why: dict[str, str] = {}
             for group_id, _id, state, rank, detail in bad:
                 why.setdefault(group_id, f"rank {rank} of its group {state}"

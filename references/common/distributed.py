@@ -111,7 +111,7 @@ class Group:
                                     timeout=timedelta(seconds=self.timeout_s))
         except Exception as exc:   # noqa: BLE001 -- store, network and backend errors alike
             raise GroupError(f"rank {self.rank} of {self.world_size}: the group did not meet at "
-                             f"{where} within {self.timeout_s:g} s ({_first_line(exc)})"
+                             f"{where} within {self.timeout_s:g} s ({first_line(exc)})"
                              ) from None
 
     def stop(self) -> None:
@@ -228,7 +228,7 @@ def broken(exc: BaseException) -> bool:
         "Timed out", "timed out", "NCCL"))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The error's first line, without gloo's source location and its advice to debug it."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__

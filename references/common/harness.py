@@ -40,20 +40,21 @@ def run_reference(train: Callable[..., int], check_data_dir: Callable[[Any, Path
     threads, device = runtime.configure_torch(cfg.threads, cfg.device)
     log = MLLog(out_dir / "mllog.txt", stdout=mllog_stream, rank=group.rank)
     run = TimedRun(log)
-    group.start(device)
-    distributed.set_current(group)
-    if group.distributed:
-        say(f"rank {group.rank} of {group.world_size} ({group.backend} at {group.rendezvous}): "
-            + ("evaluating and logging for the group" if group.lead else
-               "training its slice of each global batch; rank 0 evaluates and logs"))
     try:
+        group.start(device)
+        distributed.set_current(group)
+        if group.distributed:
+            say(f"rank {group.rank} of {group.world_size} ({group.backend} at "
+                f"{group.rendezvous}): " + ("evaluating and logging for the group" if group.lead
+                                            else "training its slice of each global batch; "
+                                            "rank 0 evaluates and logs"))
         return train(cfg, mode, division or ("closed" if mode == "full" else "open"), data_dir,
                      out_dir, seed, platform, threads, device, log, run)
     except Exception as exc:
         if group.distributed and distributed.broken(exc):
             raise distributed.GroupError(
                 f"rank {group.rank} of {group.world_size}: the group broke mid-run (a node "
-                f"left or stopped answering): {distributed._first_line(exc)}") from None
+                f"left or stopped answering): {distributed.first_line(exc)}") from None
         raise
     finally:
         run.abort_if_open()

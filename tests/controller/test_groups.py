@@ -160,8 +160,9 @@ def test_the_retry_command_retries_a_group_whole(group_store):
     assert len({j.group_id for j in members(store, c.id)}) == 1
 
 
-def dev(name, profile="p", address="10.0.0.1"):
-    caps = {"profile": profile, **({"address": address} if address else {})}
+def dev(name, profile="p", address="10.0.0.1", host=None):
+    caps = {"profile": profile, "host_id": host or name,
+            **({"address": address} if address else {})}
     return SimpleNamespace(name=name, agent_id=name, capabilities=caps)
 
 
@@ -178,3 +179,12 @@ def test_choosing_nodes_says_why_it_cannot():
         choose_nodes([dev("a", "p"), dev("b", "q")], 2, set(), "all")
     with pytest.raises(CampaignError, match=r"--address: b"):
         choose_nodes([dev("a"), dev("b", address=None)], 2, set(), "all")
+    # Several hosts: rank 0 must not announce a loopback address the others cannot reach.
+    lead = choose_nodes([dev("a", address="127.0.0.1"), dev("b", address="10.0.0.2")], 2,
+                        set(), "all")
+    assert [d.name for d in lead] == ["b", "a"]
+    one_host = choose_nodes([dev("a", address="127.0.0.1", host="h"),
+                             dev("b", address="127.0.0.1", host="h")], 2, set(), "all")
+    assert [d.name for d in one_host] == ["a", "b"]
+    with pytest.raises(CampaignError, match="loopback address the others cannot reach"):
+        choose_nodes([dev("a", address="127.0.0.1"), dev("b", address="::1")], 2, set(), "all")
