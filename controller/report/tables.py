@@ -41,7 +41,28 @@ def provenance(row: Row) -> str:
     cpu = row.values("cpu_model")
     if cpu:
         parts.append(f"cpu {', '.join(cpu)}")
+    nodes = _node_energy(row)
+    if nodes:
+        parts.append(nodes)
     return f'<span class="prov">{e(" · ".join(parts))}</span>'
+
+
+def _node_energy(row: Row) -> str:
+    """A group's energy node by node, the mean per run over the runs where the node has a
+    figure: what the group's sum is made of."""
+    by_rank: dict[int, tuple[str, list[float]]] = {}
+    for r in row.runs:
+        if r.superseded:
+            continue
+        for d in r.node_detail:
+            device, values = by_rank.setdefault(d["rank"], (d["device"], []))
+            if d.get("energy_j") is not None:
+                values.append(d["energy_j"])
+    if not by_rank:
+        return ""
+    return "energy by node, mean per run: " + ", ".join(
+        f"rank {rank} {device} {significant(sum(v) / len(v)) + ' J' if v else '-'}"
+        for rank, (device, v) in sorted(by_rank.items()))
 
 
 def _num(value: float | None, unit: str, sub: str = "", win: str = "",

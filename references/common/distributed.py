@@ -110,6 +110,10 @@ class Group:
                                     world_size=self.world_size,
                                     timeout=timedelta(seconds=self.timeout_s))
         except Exception as exc:   # noqa: BLE001 -- store, network and backend errors alike
+            if "EADDRINUSE" in str(exc) or "address already in use" in str(exc):
+                raise GroupError(f"rank {self.rank} of {self.world_size}: cannot host the "
+                                 f"rendezvous at {where}: the port is taken on this machine"
+                                 ) from None
             raise GroupError(f"rank {self.rank} of {self.world_size}: the group did not meet at "
                              f"{where} within {self.timeout_s:g} s ({first_line(exc)})"
                              ) from None

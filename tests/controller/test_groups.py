@@ -188,3 +188,52 @@ def test_choosing_nodes_says_why_it_cannot():
     assert [d.name for d in one_host] == ["a", "b"]
     with pytest.raises(CampaignError, match="loopback address the others cannot reach"):
         choose_nodes([dev("a", address="127.0.0.1"), dev("b", address="::1")], 2, set(), "all")
+
+
+def finish(store, job, seconds, energy_j, samples=10_000, status="done", start_ms=1_000_000):
+    from agent.protocol import JobResult, Sequence
+    from tests.controller.results_factory import outcome, power
+
+    out = outcome(job.benchmark, job.mode, seconds, samples=samples).model_copy(
+        update={"world_size": job.world_size or 1, "rank": job.rank or 0})
+    store.store_result(JobResult(
+        job_id=job.id, result_id=f"r-{job.id}", agent_id=job.agent_id,
+        campaign_id=job.campaign_id, benchmark=job.benchmark, mode=job.mode,
+        run_index=job.run_index, status=status, started_at=1.0, finished_at=2.0,
+        outcome=out, power=power(energy_j, seconds, start_ms=start_ms), **Sequence()()))
+
+
+def test_a_group_is_one_row_with_its_nodes_energy_summed_and_its_scaling(group_store,
+                                                                          tmp_path):
+    from controller import runs as run_records
+    from controller.report import build_html
+    from controller.scoring import score_all
+
+    store = group_store
+    node(store, "a")
+    node(store, "b")
+    alone = store.create_campaign(["resnet"], "smoke", 1, ["a"], "a", {})
+    [d] = store.claim_dispatches()
+    finish(store, d.job, 10.0, 100.0, samples=1_000)                # 100 samples/s alone
+    c = store.create_campaign(["resnet"], "smoke", 2, ["a", "b"], "all", {}, nodes=2)
+    energies = {0: 60.0, 1: 80.0}
+    for run in (1, 2):
+        for x in store.claim_dispatches():
+            finish(store, x.job, 8.0, energies[x.job.rank] if run == 1 or x.job.rank == 0
+                   else None, samples=1_200, start_ms=5_000_000 + run * 100_000)
+    rows = run_records.load(store, [c.id])
+    assert [(r.run_index, r.nodes, r.device) for r in rows] == [(1, 2, "2 nodes: a, b"),
+                                                                 (2, 2, "2 nodes: a, b")]
+    first, second = rows
+    assert first.energy_j == 140.0 and first.avg_power_w == 140.0 / 8.0
+    assert [(d["rank"], d["energy_j"]) for d in first.node_detail] == [(0, 60.0), (1, 80.0)]
+    # 1,200 samples in 8 s on two nodes against 100 samples/s alone: 150 / (2 x 100)
+    assert first.scaling_efficiency == pytest.approx(0.75)
+    assert second.energy_j is None and "no energy figure from rank 1 (b" in second.power_note
+    # The group is its own system: never scored with a's single run.
+    scores = score_all(run_records.load(store, [alone.id, c.id]))
+    assert sorted(s.device for s in scores) == ["2 nodes: a, b", "a"]
+    html, _ = build_html(store, [alone.id, c.id])
+    # rank 1 has a figure for run 1 only: its mean is over that run
+    assert "energy by node, mean per run: rank 0 a 60.0 J, rank 1 b 80.0 J" in html
+    assert "2 nodes · 75% scaling efficiency" in html

@@ -119,7 +119,9 @@ def test_three_nodes_then_scaling_against_one(env, serve, agents, mosquitto, tmp
     assert systems == ["3 nodes: n1, n2, n3", "n1"], systems
     page = tmp_path / "report.html"
     cli("mlperf-controller", "report", "--output", str(page), env=env, check=True)
-    assert "3 nodes · " in page.read_text() and "scaling efficiency" in page.read_text()
+    html = page.read_text()
+    assert "3 nodes · " in html and "scaling efficiency" in html
+    assert "energy by node, mean per run: rank 0 n1 " in html and "rank 2 n3 " in html
 
 
 def test_a_group_is_refused_with_the_reason(env, serve, agents, mosquitto):

@@ -165,6 +165,18 @@ def test_a_group_that_never_meets_ends_within_its_timeout(tmp_path):
     assert "did not meet" in stderr and "Traceback" not in stderr
 
 
+def test_a_taken_rendezvous_port_is_one_line_at_once(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        lead = start(tmp_path, "ncf", 0, 2, taken.getsockname()[1], "--group-timeout", "120")
+        _, stderr = lead.communicate(timeout=60)
+    assert lead.returncode == 75 and "the port is taken" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (("ncf", "--rank", "2", "--world-size", "2", "--rendezvous", "127.0.0.1:29999"),
      "--rank 2: use 0 to 1"),
