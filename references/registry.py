@@ -145,6 +145,7 @@ _SPECS = (
         config_class="references.sentiment.config:SentimentConfig",
         entry_point="references.sentiment.train:main",
         data_check="references.sentiment.data:check_data_dir",
+        distributed=True,
     ),
     ReferenceSpec(
         name="deepspeech2",

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from references.common import distributed
+from references.common.group_step import GlobalBatchStep, record_first
 from references.common.harness import TimedRun, run_reference
 from references.common.mllogging import MLLog
 from references.ncf import data as ncf_data
@@ -23,8 +24,6 @@ from references.ncf.config import NcfConfig
 from references.ncf.model import NeuMF
 
 BENCHMARK = loop.BENCHMARK
-#: Steps whose global-batch loss result.json records (a check of a group run against one node).
-FIRST_LOSSES = 16
 
 
 def make_optimizer(model: nn.Module, cfg: NcfConfig) -> torch.optim.Optimizer:
@@ -59,33 +58,28 @@ class TorchBackend:
     def __init__(self, model: nn.Module, cfg: NcfConfig, device: str, threads: int,
                  group: distributed.Group = distributed.SINGLE) -> None:
         self.model, self.cfg, self.device, self.group = model.to(device), cfg, device, group
-        self.trained = group.wrap(self.model)
         self.optimizer = make_optimizer(self.model, cfg)
         self.loss_fn = nn.BCEWithLogitsLoss()          # reference: MODEL_HP_LOSS_FN = BCE
-        self.sum_loss = nn.BCEWithLogitsLoss(reduction="sum")
         self.description = f"{threads} thread(s) on {device}"
+        self.first_losses: list[float] = []
+        self.group_step = None
         if group.distributed:
             self.description += f", rank {group.rank} of {group.world_size} nodes"
-        self.first_losses: list[float] = []
+            self.group_step = GlobalBatchStep(self.model, self.optimizer,
+                                              nn.BCEWithLogitsLoss(reduction="sum"), group)
+            self.first_losses = self.group_step.first_losses
 
     def batches(self, split: ncf_data.Split, rng: np.random.Generator):
         return ncf_data.epoch_batches(split, self.cfg.negatives_per_positive,
                                       self.cfg.batch_size, rng, self.device)
 
     def train_step(self, users, items, labels) -> torch.Tensor:
-        if not self.group.distributed:
+        if self.group_step is None:
             loss = train_step(self.model, self.optimizer, self.loss_fn, users, items, labels)
-            if len(self.first_losses) < FIRST_LOSSES:
-                self.first_losses.append(float(loss))
+            record_first(self.first_losses, loss)
             return loss
-        n, part = len(labels), self.group.slice_of(len(labels))
-        total = self.sum_loss(self.trained(users[part], items[part]), labels[part])
-        self.optimizer.zero_grad(set_to_none=True)
-        (total * (self.group.world_size / n)).backward()
-        self.optimizer.step()
-        if len(self.first_losses) < FIRST_LOSSES:
-            self.first_losses.append(self.group.mean_of(float(total.detach()), n))
-        return total.detach() / max(1, part.stop - part.start)
+        part = self.group.slice_of(len(labels))        # this node's slice of the global batch
+        return self.group_step((users[part], items[part]), labels[part], len(labels))
 
     def scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return scores(self.model, self.device, users, items)

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from references.common import distributed
 from references.common.errors import one_line_from_workers
+from references.common.group_step import GlobalBatchStep, record_first
 from references.common.runtime import available_cpus
 from references.common.harness import TimedRun, run_reference, say
 from references.common.mllogging import MLLog
@@ -82,17 +83,20 @@ class TorchBackend:
         self.model = ResNet(cfg.arch, data.classes, cfg.base_width).to(device)
         if device == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.trained = group.wrap(self.model)
         self.optimizer = make_optimizer(self.model, cfg)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing,
-                                           reduction="sum")
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.model_name = self.model.describe()
         self.description = f"{threads} thread(s) on {device}"
-        if group.distributed:
-            self.description += f", rank {group.rank} of {group.world_size} nodes"
         self.rng = np.random.default_rng(seed)
         self.loaders = None if data.train_set is None else _loaders(cfg, data, seed, group)
         self.first_losses: list[float] = []
+        self.group_step = None
+        if group.distributed:
+            self.description += f", rank {group.rank} of {group.world_size} nodes"
+            self.group_step = GlobalBatchStep(
+                self.model, self.optimizer,
+                nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum"), group)
+            self.first_losses = self.group_step.first_losses
 
     def samples_in(self, batch) -> int:
         """The global batch's samples a step trained (every node's slice of it)."""
@@ -112,7 +116,7 @@ class TorchBackend:
     def train_step(self, batch, lr: float) -> torch.Tensor:
         images, labels = batch
         n = self.samples_in(batch)             # the global batch
-        if self.loaders is None and self.group.distributed:
+        if self.loaders is None and self.group_step is not None:
             part = self.group.slice_of(n)       # this node's slice of the global batch
             images, labels = images[part], labels[part]
         for group in self.optimizer.param_groups:
@@ -120,13 +124,15 @@ class TorchBackend:
         images = images.to(self.device, non_blocking=True)
         if self.device == "cpu":
             images = images.contiguous(memory_format=torch.channels_last)
-        total = self.loss_fn(self.trained(images), labels.to(self.device, non_blocking=True))
+        labels = labels.to(self.device, non_blocking=True)
+        if self.group_step is not None:
+            return self.group_step((images,), labels, n)
+        loss = self.loss_fn(self.model(images), labels)
         self.optimizer.zero_grad(set_to_none=True)
-        (total * (self.group.world_size / n)).backward()
+        loss.backward()
         self.optimizer.step()
-        if len(self.first_losses) < FIRST_LOSSES:
-            self.first_losses.append(self.group.mean_of(float(total.detach()), n))
-        return total.detach() / max(1, len(labels))
+        record_first(self.first_losses, loss)
+        return loss.detach()
 
     def top1(self, data: loop.Data) -> float:
         if self.loaders is None:
@@ -174,8 +180,6 @@ def _train(cfg: ResnetConfig, mode: str, division: str, data_dir: Path | None, o
 
 
 CHECKPOINT = "checkpoint.pt"
-#: Steps whose global-batch loss result.json records (a check of a group run against one node).
-FIRST_LOSSES = 16
 
 
 def save_checkpoint(model: ResNet, path: Path) -> str:

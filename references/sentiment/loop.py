@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 from mlperf_logging.mllog import constants as C
 
-from references.common import datasets
+from references.common import datasets, distributed
 from references.common.harness import TimedRun, finish_run, log_cache_clear, projection_for, say
 from references.common.loop import Bounds, train_epochs
-from references.common.mllogging import MLLog
+from references.common.mllogging import EdgeKeys, MLLog
 from references.common.mllogging import SentimentKeys as Keys
 from references.common.targets import target_for
 from references.sentiment import data as sdata
@@ -55,6 +55,7 @@ def run(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None, o
     """One sentiment run; ``make_backend(data)`` builds the model and its optimizer, seeded (in
     init, untimed), for the loaded data (its vocabulary sizes the embedding)."""
     target = target_for(BENCHMARK, mode)
+    group = distributed.current()          # several nodes: rank 0 evaluates for the group
     splits = None if data_dir is None else {s: sdata.review_files(data_dir, s)
                                             for s in sdata.SPLITS}
     files = None if splits is None else splits["train"] + splits["test"]
@@ -70,7 +71,8 @@ def run(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None, o
     data = sdata.load(cfg, data_dir, seed, say)
     backend = make_backend(data)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    log_hyperparameters(log, cfg, len(data.vocab), len(data.train), len(data.test))
+    log_hyperparameters(log, cfg, len(data.vocab), len(data.train), len(data.test),
+                        group.world_size)
     say(f"sentiment {mode} ({division} division): seq-CNN, embedding {cfg.embedding_dim}, "
         f"{cfg.filters} filters of widths {list(cfg.filter_sizes)}; {len(data.train):,} training"
         f" / {len(data.test):,} test reviews ({data.verdict.label}), {steps_per_epoch:,} steps of "
@@ -85,8 +87,8 @@ def run(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None, o
         log, bounds, target,
         batches=lambda epoch: backend.batches(data.train, rng),
         step=backend.train_step, batch_size_of=lambda b: len(b[2]),
-        evaluate=lambda: backend.accuracy(data.test),
-        steps_per_epoch=steps_per_epoch, metric=target.metric)
+        evaluate=lambda: group.from_lead(lambda: backend.accuracy(data.test)),
+        steps_per_epoch=steps_per_epoch, metric=target.metric, agree=group.any_true)
     run_stop_ms = timed.stop(C.SUCCESS if out.success else C.ABORTED)
 
     # -- report -------------------------------------------------------------------------------
@@ -104,12 +106,14 @@ def run(cfg: SentimentConfig, mode: str, division: str, data_dir: Path | None, o
         projection=projection_for(mode, data.verdict, cfg.epochs_to_converge,
                                   SentimentConfig.epochs_to_converge, epoch_time_s, basis),
         stop_reason=out.stop_reason, dataset=data.verdict.label, cfg=cfg, seed=seed,
-        platform=platform)
+        platform=platform, first_losses=getattr(backend, "first_losses", None))
 
 
 def log_hyperparameters(log: MLLog, cfg: SentimentConfig, vocab_size: int, n_train: int,
-                        n_test: int) -> None:
+                        n_test: int, nodes: int = 1) -> None:
+    # The global batch, whatever the nodes (each trains its slice); Adam's rate is for it.
     log.event(C.GLOBAL_BATCH_SIZE, cfg.batch_size)
+    log.event(EdgeKeys.NODES, nodes)
     log.event(C.OPT_NAME, C.ADAM)
     log.event(C.OPT_BASE_LR, cfg.learning_rate)
     log.event(C.OPT_ADAM_BETA_1, cfg.adam_beta1)

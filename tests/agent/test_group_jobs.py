@@ -26,8 +26,8 @@ def job(benchmark="ncf", rank=1, world=2, **params):
 
 def test_a_group_job_a_reference_cannot_train_is_refused_before_it_runs():
     validate(job())
-    with pytest.raises(JobError, match="sentiment cannot train across several nodes"):
-        validate(job("sentiment"))
+    with pytest.raises(JobError, match="transformer cannot train across several nodes"):
+        validate(job("transformer"))
     with pytest.raises(JobError, match="4 nodes need at least 4"):
         validate(job(world=4, batch_size=2))
 

@@ -76,5 +76,6 @@ def test_a_window_must_lie_inside_the_run_and_agree_with_result_json():
     assert "before run_start" in implausible(JOB, ran(105_000, 100_000), 99.0, 106.0)
     other = SimpleNamespace(benchmark="resnet", mode="smoke", seed=3, timed_window_s=5.0)
     assert "not this job's" in implausible(JOB, ran(100_000, 105_000, other), 99.0, 106.0)
-    longer = SimpleNamespace(benchmark="ncf", mode="smoke", seed=3, timed_window_s=50.0)
+    longer = SimpleNamespace(benchmark="ncf", mode="smoke", seed=3, timed_window_s=50.0,
+                             rank=0, world_size=1)
     assert "the MLLOG lines say" in implausible(JOB, ran(100_000, 105_000, longer), 99.0, 106.0)

@@ -130,9 +130,9 @@ def test_a_group_is_refused_with_the_reason(env, serve, agents, mosquitto):
               "--nodes", "3", env=env, timeout=60)
     assert few.returncode != 0 and "Traceback" not in few.stderr
     assert "--nodes 3: tag:rack selects 2 device(s)" in few.stderr
-    cannot = cli("mlperf-controller", "run", "--benchmarks", "sentiment", "--devices",
+    cannot = cli("mlperf-controller", "run", "--benchmarks", "transformer", "--devices",
                  "tag:rack", "--nodes", "2", env=env, timeout=60)
-    assert cannot.returncode != 0 and "sentiment cannot train across several nodes" \
+    assert cannot.returncode != 0 and "transformer cannot train across several nodes" \
         in cannot.stderr
     batch = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "tag:rack",
                 "--nodes", "2", "--set", "batch_size=1", env=env, timeout=60)

@@ -1,7 +1,7 @@
 """One run across several processes with torch.distributed (gloo on loopback), as the agents
 start it: ``python -m references run NAME --rank R --world-size N --rendezvous HOST:PORT``.
 
-Tolerances: NCF has no batch norm, so N nodes at global batch B take exactly the step one node
+Tolerances: NCF and the sentiment seq-CNN have no batch norm, so N nodes at global batch B take exactly the step one node
 takes at B; only the order of the float sums differs (gloo's all-reduce): the global loss of
 each of the first 16 steps agrees within a relative 1e-5. ResNet's batch norm normalises over
 each node's slice (model_bn_span), so its first loss (before any update) differs only by those
@@ -94,6 +94,19 @@ def test_ncf_on_two_and_three_nodes_takes_the_single_node_steps(tmp_path):
             assert result["rank"] > 0 and result["quality"] == lead["quality"]
 
 
+def test_sentiment_on_two_nodes_takes_the_single_node_steps(tmp_path):
+    one = alone(tmp_path, "sentiment")
+    ranks = group(tmp_path, "sentiment", 2)
+    for code, _, stderr, _ in ranks:
+        assert code == 0, stderr[-2000:]
+    lead = ranks[0][3]
+    assert lead["reached_target"] and lead["world_size"] == 2
+    for k, (got, want) in enumerate(zip(lead["first_losses"], one["first_losses"])):
+        assert got == pytest.approx(want, rel=1e-5), f"step {k + 1}"
+    assert values(ranks[0][1])["mlperf_edge_nodes"] == 2
+    assert keys(ranks[1][1]) == ["mlperf_edge_node_run_start", "mlperf_edge_node_run_stop"]
+
+
 def test_resnet_on_two_nodes_reaches_its_target_with_batch_norm_per_node(tmp_path):
     one = alone(tmp_path, "resnet")
     ranks = group(tmp_path, "resnet", 2)
@@ -183,8 +196,8 @@ def test_a_taken_rendezvous_port_is_one_line_at_once(tmp_path):
     (("ncf", "--world-size", "2"), "needs --rendezvous HOST:PORT"),
     (("ncf", "--world-size", "2", "--rendezvous", "no port"), "expected HOST:PORT"),
     (("ncf", "--world-size", "2", "--rendezvous", "bad_host!:29500"), "not an address"),
-    (("sentiment", "--world-size", "2", "--rendezvous", "127.0.0.1:29999"),
-     "sentiment cannot train across several nodes yet (it can: ncf, resnet)"),
+    (("transformer", "--world-size", "2", "--rendezvous", "127.0.0.1:29999"),
+     "transformer cannot train across several nodes yet (it can: ncf, resnet, sentiment)"),
     (("ncf", "--world-size", "4", "--rendezvous", "127.0.0.1:29999", "--set", "batch_size=2"),
      "4 nodes need at least 4"),
 ])
