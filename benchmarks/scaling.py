@@ -2,7 +2,7 @@
 (gloo on loopback), as `mlperf-controller run --nodes N` starts it on N agents: each process
 is ``python -m references run NAME --mode smoke --rank R --world-size N --rendezvous ...``.
 
-    python benchmarks/scaling.py [--only ncf|resnet] [--threads 1] [--repeats 1]
+    python benchmarks/scaling.py [--only ncf|resnet|sentiment] [--threads 1] [--repeats 1]
 
 Efficiency = the group's training throughput (rank 0's result.json: the global batch's samples
 per second of training) / (N x one process's). Each process gets ``--threads`` torch threads
@@ -59,11 +59,11 @@ def run_group(name: str, world: int, threads: int, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("ncf", "resnet"))
+    parser.add_argument("--only", choices=("ncf", "resnet", "sentiment"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--repeats", type=int, default=1, help="runs per size; the best counts")
     args = parser.parse_args()
-    names = [args.only] if args.only else ["ncf", "resnet"]
+    names = [args.only] if args.only else ["ncf", "resnet", "sentiment"]
     print(f"{'reference':<10}{'processes':>10}{'samples/s':>14}{'efficiency':>12}"
           f"{'window s':>10}  reached")
     for name in names:

@@ -127,6 +127,21 @@ def group_wait_s(members: list[Job], devices: list[Device | None]) -> float:
     return min(86_400.0, max(asked, cooling))
 
 
+def _to_retry(members: list[Job], campaign: Campaign | None) -> bool:
+    """Whether a group gets a new attempt now: every member ended, one for its device's
+    reason (lost, retryable), rank 0 did not answer the run, and the budget lasts."""
+    if campaign is None or campaign.state != "active":
+        return False
+    if any(m.state not in ENDED_BADLY + (JobState.DONE.value,) for m in members):
+        return False                       # someone is still on it: wait for the cancel
+    if not any(m.state == JobState.LOST.value or m.retryable for m in members):
+        return False                       # the job's own fault: not retried
+    if any(m.rank == 0 and m.state == JobState.DONE.value for m in members):
+        return False                       # the run has its answer (a node's report lost)
+    budget = campaign.retries if campaign.retries is not None else 1
+    return not any(m.superseded for m in members) and (members[0].attempt or 1) <= budget
+
+
 def group_spec(job: Job) -> GroupSpec | None:
     """The GroupSpec a member's signed job carries (None: a single-node job)."""
     if not job.group_id:
@@ -175,48 +190,51 @@ class GroupRecords:
 
     def broken_groups(self) -> list[tuple[Job, str]]:
         """Members still on a group run that another member ended without success, with why:
-        the dispatcher cancels them on their devices."""
+        the dispatcher cancels them on their devices. (Read from the active members: a store's
+        history of ended groups is never scanned.)"""
         out = []
         with self.tx() as s:
-            bad = s.execute(select(Job.group_id, Job.id, Job.state, Job.rank, Job.detail).where(
-                Job.group_id.is_not(None), Job.state.in_(ENDED_BADLY),
-                or_(Job.superseded.is_(None), Job.superseded.is_(False))))
+            active = list(s.scalars(select(Job).where(Job.group_id.is_not(None),
+                                                      Job.state.in_(_active()))))
+            if not active:
+                return out
             why: dict[str, str] = {}
-            for group_id, _id, state, rank, detail in bad:
+            for group_id, state, rank, detail in s.execute(
+                    select(Job.group_id, Job.state, Job.rank, Job.detail).where(
+                        Job.group_id.in_(sorted({j.group_id for j in active})),
+                        Job.state.in_(ENDED_BADLY)).order_by(Job.rank)):
                 why.setdefault(group_id, f"rank {rank} of its group {state}"
                                + (f": {detail}" if detail else ""))
-            if not why:
-                return out
-            for job in s.scalars(select(Job).where(Job.group_id.in_(list(why)),
-                                                   Job.state.in_(_active()))):
-                out.append((job, why[job.group_id][:400]))
+            out = [(job, why[job.group_id][:400]) for job in active if job.group_id in why]
         return out
 
     def retry_groups(self) -> list[tuple[str, str]]:
         """New attempts of groups whose members have all ended, one of them for its device's
-        reason (lost, or retryable), while the campaign's budget lasts; (old, new) group ids."""
+        reason (lost, or retryable), while the campaign's budget lasts; (old, new) group ids.
+        Only active campaigns' groups are read."""
         out = []
         with self.tx() as s:
-            candidates = set(s.scalars(select(Job.group_id).where(
-                Job.group_id.is_not(None), Job.state.in_(ENDED_BADLY),
+            candidates = set(s.scalars(select(Job.group_id).join(
+                Campaign, Campaign.id == Job.campaign_id).where(
+                Campaign.state == "active", Job.group_id.is_not(None),
+                Job.state.in_(ENDED_BADLY),
                 or_(Job.superseded.is_(None), Job.superseded.is_(False)))))
             for group_id in sorted(candidates):
                 members = list(s.scalars(select(Job).where(Job.group_id == group_id)))
-                if any(m.state not in ENDED_BADLY + (JobState.DONE.value,) for m in members):
-                    continue                      # someone is still on it: wait for the cancel
-                if not any(m.state == JobState.LOST.value or m.retryable for m in members):
-                    continue                      # the job's own fault: not retried
-                if any(m.rank == 0 and m.state == JobState.DONE.value for m in members):
-                    continue                      # the run has its answer (a node's report lost)
-                campaign = s.get(Campaign, members[0].campaign_id)
-                if campaign is None or campaign.state != "active":
-                    continue
-                budget = campaign.retries if campaign.retries is not None else 1
-                if any(m.superseded for m in members) or (members[0].attempt or 1) > budget:
+                if not _to_retry(members, s.get(Campaign, members[0].campaign_id)):
                     continue
                 new = self._retry_group(s, members, "a node was lost or the group broke")
                 out.append((group_id, new))
         return out
+
+    def groups_to_retry(self, s: Any, campaign: Campaign) -> int:
+        """How many of the campaign's groups wait for their retry (the campaign is not done)."""
+        ids = set(s.scalars(select(Job.group_id).where(
+            Job.campaign_id == campaign.id, Job.group_id.is_not(None),
+            Job.state.in_(ENDED_BADLY),
+            or_(Job.superseded.is_(None), Job.superseded.is_(False)))))
+        return sum(_to_retry(list(s.scalars(select(Job).where(Job.group_id == g))), campaign)
+                   for g in ids)
 
     def _retry_group(self, s: Any, members: list[Job], why: str) -> str:
         """A new attempt of every member, under a new group id; the old ones superseded."""

@@ -303,7 +303,7 @@ class Store(DeviceRecords, AttemptRecords, GroupRecords, WorkerRecords):
                     Job.group_id.is_(None),
                     or_(Job.superseded.is_(None), Job.superseded.is_(False)),
                     func.coalesce(Job.attempt, 1) <= func.coalesce(c.retries, 1)))
-                if open_jobs == 0 and awaiting == 0:
+                if open_jobs == 0 and awaiting == 0 and not self.groups_to_retry(s, c):
                     c.state, c.finished_at = "done", time.time()
                     closed.append(c.id)
         return closed

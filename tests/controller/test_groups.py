@@ -96,6 +96,7 @@ def test_one_member_failing_ends_the_others_and_the_group_is_retried_whole(group
     assert store.retry_groups() == []                          # rank 0 still holds it
     store.store_result(result(sent[0], status="cancelled"))    # the controller's cancel
     assert store.broken_groups() == []
+    assert store.close_finished_campaigns() == []              # its retry is still to come
     [(old, new)] = store.retry_groups()
     assert old == f"{c.id}-g0001" and new == f"{c.id}-g0001-a2"
     again = members(store, c.id)

@@ -105,7 +105,13 @@ def test_three_nodes_then_scaling_against_one(env, serve, agents, mosquitto, tmp
     single = cli("mlperf-controller", "run", "--benchmarks", "ncf", "--devices", "n1",
                  "--json", env=env, timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]
-    one = json.loads(single.stdout)["results"][0]["throughput_samples_per_s"]
+    alone = json.loads(single.stdout)["results"][0]
+    one = alone["throughput_samples_per_s"]
+    # The same global batches, the same steps: each of the first 16 losses of three agents'
+    # run is the one agent's within 1e-5 (NCF has no batch norm).
+    ours, theirs = (r["result"]["outcome"]["first_losses"] for r in (row, alone))
+    assert len(ours) == len(theirs) == 16
+    assert ours == pytest.approx(theirs, rel=1e-5)
     stored = json.loads(cli("mlperf-controller", "results", "--json", env=env,
                             check=True).stdout)
     grouped = next(r for r in stored if r["nodes"] == 3)
