@@ -11,11 +11,14 @@ cores and the figure is a correctness check (the group still trains and agrees),
 to quote. The smoke models are tiny, so the all-reduce of their gradients every step weighs
 more than their compute: this is the harness's overhead at its worst, not ResNet-50's scaling.
 
-Measured on the 2-core project VM (shared; 1 thread per process, smoke presets, 45 s in all):
-  ncf      1: 5.42e5 samples/s   2: 1.81e5 (0.167 efficiency)   3: 1.01e5 (0.062)
-  resnet   1: 2,067 samples/s    2: 1,208 (0.292)                3: 875 (0.141)
-every group reached its smoke target. NCF's smoke step is ~2 ms of compute against an
-all-reduce of its embedding tables each step; ResNet-14's is heavier, so it keeps more.
+Measured on the 2-core project VM (shared; 1 thread per process, smoke presets; two runs of the
+whole benchmark, 45 s and 68 s):
+  ncf        1: 5.4-6.0e5 samples/s   2: 0.163-0.167 efficiency   3: 0.055-0.062
+  resnet     1: 2,067-2,269           2: 0.247-0.292              3: 0.134-0.141
+  sentiment  1: 5,251                 2: 0.414                    3: 0.159
+every group reached its smoke target. A smoke step is milliseconds of compute against an
+all-reduce of every gradient each step (NCF's embedding tables most of all), so these are the
+harness's overhead at its worst on tiny models, not the scaling of the full-size references.
 """
 
 from __future__ import annotations
