@@ -45,4 +45,4 @@ def record_first(losses: list[float], loss: torch.Tensor) -> None:
     """A single node's loss of one of its first steps (one host sync each, FIRST_LOSSES in
     all)."""
     if len(losses) < FIRST_LOSSES:
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
