@@ -51,7 +51,8 @@ test: $(STAMP) test-deps
 # The board images (arm64 under qemu: the Raspberry Pi image, the Jetson CPU image, an
 # emulated NCF smoke job from a sideloaded tarball) run in their own target, which CI also
 # runs (.ci/run), because the whole suite with them does not stay under 30 minutes here even
-# on a warm cache: 36 min measured on 2 cores (then 35 min without them, 2 min 20 s alone).
+# on a warm cache: 36 min measured on 2 cores (then 35 min without them, 2 min 20 s alone;
+# with the multi-node tests since: 39 min without them, 2 min 4 s alone).
 # Cold they add ~13 min once (arm64 base 5.5 min + image 7.5 min under qemu); the base image
 # stays in the engine and the wheels in ~/.cache/mlperf-edge, so the next run is warm.
 test-boards: $(STAMP) test-deps
