@@ -178,7 +178,8 @@ def run(
                         "from --devices, or refused with the reason. The global batch is the "
                         "config's batch_size, each node trains its slice; rank 0 evaluates "
                         "and logs; energy is summed over the nodes. A node lost ends the run "
-                        "on all and the group is retried as a whole. ncf, resnet and sentiment so far.")
+                        "on all and the group is retried as a whole. ncf, resnet and "
+                        "sentiment so far.")
     ] = 1,
     group_timeout: Annotated[float, typer.Option(
         "--group-timeout", help="--nodes: how long the nodes wait for each other at the start "

@@ -1,11 +1,11 @@
 """One run across several processes with torch.distributed (gloo on loopback), as the agents
 start it: ``python -m references run NAME --rank R --world-size N --rendezvous HOST:PORT``.
 
-Tolerances: NCF and the sentiment seq-CNN have no batch norm, so N nodes at global batch B take exactly the step one node
-takes at B; only the order of the float sums differs (gloo's all-reduce): the global loss of
-each of the first 16 steps agrees within a relative 1e-5. ResNet's batch norm normalises over
-each node's slice (model_bn_span), so its first loss (before any update) differs only by those
-statistics: within 5 % on the smoke model."""
+Tolerances: NCF and the sentiment seq-CNN have no batch norm, so N nodes at global batch B take
+exactly the step one node takes at B; only the order of the float sums differs (gloo's
+all-reduce): the global loss of each of the first 16 steps agrees within a relative 1e-5.
+ResNet's batch norm normalises over each node's slice (model_bn_span), so its first loss (before
+any update) differs only by those statistics: within 5 % on the smoke model."""
 
 from __future__ import annotations
 
